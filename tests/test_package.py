@@ -1,0 +1,72 @@
+"""Foundation checks: the package installs, the console scripts answer, torch is the pinned build."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def test_torch_and_torchvision_are_the_pinned_pair():
+    """An unpinned install swaps torch for a build whose torchvision import fails (see constraints.txt)."""
+    import torch
+    import torchvision
+
+    pins = dict(
+        line.split("==")
+        for line in (REPO / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    assert torch.__version__.split("+")[0] == pins["torch"]
+    assert torchvision.__version__.split("+")[0] == pins["torchvision"]
+
+
+def test_nnunet_trainer_lookup_imports_torchvision_cleanly():
+    """nnU-Net's -tr look-up walks every trainer module (timm -> torchvision); it must not crash."""
+    code = (
+        "import nnunetv2, os\n"
+        "from nnunetv2.utilities.find_objects import recursive_find_python_class\n"
+        "d = os.path.join(nnunetv2.__path__[0], 'training', 'nnUNetTrainer')\n"
+        "c = recursive_find_python_class(d, 'nnUNetTrainer', 'nnunetv2.training.nnUNetTrainer')\n"
+        "print(c.__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("nnUNetTrainer")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["recur", "--help"],
+        ["recur-eval", "--help"],
+        ["nnUNetv2_train", "-h"],
+        ["nnUNetv2_predict", "-h"],
+        ["nnUNetv2_plan_and_preprocess", "-h"],
+    ],
+)
+def test_console_scripts_answer_help(argv):
+    exe = BIN / argv[0]
+    assert exe.exists(), f"{exe} not installed"
+    out = subprocess.run([str(exe), *argv[1:]], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "usage" in out.stdout.lower()
+
+
+def test_recur_lists_every_subcommand():
+    out = subprocess.run([str(BIN / "recur"), "--help"], capture_output=True, text=True, timeout=60)
+    for name in ("synth", "convert", "plan", "env", "demo", "cv"):
+        assert name in out.stdout, f"`recur {name}` is not registered"
+
+
+def test_subpackages_mirror_nnunet_names():
+    import nnunet_recur.dataset_conversion
+    import nnunet_recur.evaluation
+    import nnunet_recur.trainers  # noqa: F401
+
+    assert (REPO / "nnunet_recur" / "trainers").is_dir()
