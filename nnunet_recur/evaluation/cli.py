@@ -1,15 +1,425 @@
-"""`recur-eval` (placeholder until the evaluation issue lands)."""
+"""`recur-eval`: the paper's evaluation (II.F-II.H) on files in nnU-Net's naming.
+
+The commands parse arguments, call the evaluation modules and print where the results went; all
+computing lives in the modules. Heavy imports (numpy, SimpleITK, scipy, matplotlib) happen inside the
+commands so that `recur-eval --help` stays instant.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Evaluate recurrence predictions.", no_args_is_help=True)
+app = typer.Typer(
+    name="recur-eval",
+    help=(
+        "Evaluate relapse predictions as the paper does (Kutnar et al. 2023, II.F-II.H): Dice, recall, "
+        "precision, volumes in cc, points of origin (PO) captured, the SUVmax-threshold and GTV-contour "
+        "baselines, paired tests, Table 1 and figures.\n\n"
+        "Typical order: suvmax-sweep (validation cases) -> suvmax-predict and gtv-predict (test cases) "
+        "-> compare (every method against labelsTs). Definitions: docs/evaluation.md."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
 
 
-@app.command("placeholder")
-def _placeholder() -> None:
-    """Not implemented yet."""
-    raise typer.Exit(2)
+def _reflowed(text: str) -> str:
+    """Docstring -> help text: lines of a paragraph joined, so rich wraps them to the terminal."""
+    import inspect
+
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def _command(name: str):
+    """`app.command(name)` with the docstring reflowed into the help."""
+
+    def register(function):
+        app.command(name, help=_reflowed(function.__doc__ or ""))(function)
+        return function
+
+    return register
+
+
+@contextmanager
+def _reported_errors():
+    """Bad input -> one clear line on stderr and exit status 1 (no traceback)."""
+    from nnunet_recur.evaluation.volumes import EvaluationError
+
+    try:
+        yield
+    except EvaluationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _folders(dataset: str | None, split: str, **given: Path | None) -> dict[str, Path | None]:
+    """Fill folders not given explicitly from an nnU-Net raw dataset (images/labels/masks + split)."""
+    from nnunet_recur.evaluation.volumes import dataset_folders, find_dataset
+
+    if dataset is None:
+        return given
+    found = dataset_folders(find_dataset(dataset), split)
+    return {key: value if value is not None else found[key] for key, value in given.items()}
+
+
+def _require(value: Path | None, option: str) -> Path:
+    from nnunet_recur.evaluation.volumes import EvaluationError
+
+    if value is None:
+        raise EvaluationError(f"{option} is required (or give --dataset)")
+    return value
+
+
+def _case_selection(
+    available: list[str], where: Path, cases: str | None, splits: Path | None = None, fold: int | None = None
+) -> list[str]:
+    from nnunet_recur.evaluation.volumes import (
+        EvaluationError,
+        cases_from_splits,
+        parse_cases,
+        select_cases,
+    )
+
+    requested = parse_cases(cases)
+    if splits is not None or fold is not None:
+        if requested is not None:
+            raise EvaluationError("give either --cases or --splits/--fold, not both")
+        if splits is None or fold is None:
+            raise EvaluationError("--splits and --fold go together")
+        requested = cases_from_splits(splits, fold)
+    return select_cases(available, requested, where)
+
+
+DATASET_HELP = (
+    "nnU-Net raw dataset (folder, id such as 3, or name such as Dataset003_Recur under $nnUNet_raw); "
+    "fills the folders not given explicitly"
+)
+CASES_HELP = "cases to use: a comma list (RECUR_001,RECUR_002) or a file with one case per line"
+WORKERS_HELP = "worker processes, one case each at a time"
+
+
+@_command("suvmax-sweep")
+def suvmax_sweep(
+    out: Path = typer.Option(..., "--out", help="output folder: sweep.csv, best.json, figure4.png"),
+    images: Path | None = typer.Option(None, "--images", help="images folder holding PET <case>_0001.nii.gz"),
+    masks: Path | None = typer.Option(
+        None, "--masks", help="masks folder holding <case>_gtv.nii.gz and <case>_brain.nii.gz"
+    ),
+    gt: Path | None = typer.Option(None, "--gt", help="reference relapse labels folder (<case>.nii.gz)"),
+    cases: str | None = typer.Option(None, "--cases", help=CASES_HELP),
+    splits: Path | None = typer.Option(
+        None, "--splits", help="nnU-Net splits_final.json: use the validation cases of --fold"
+    ),
+    fold: int | None = typer.Option(
+        None, "--fold", help="fold of --splits (with --dataset, splits default to $nnUNet_preprocessed)"
+    ),
+    dataset: str | None = typer.Option(
+        None, "--dataset", help=DATASET_HELP + " (imagesTr, labelsTr, masksTr)"
+    ),
+    workers: int = typer.Option(1, "--workers", min=1, help=WORKERS_HELP),
+) -> None:
+    """Find the SUVmax-threshold percent with the best mean Dice on validation cases (paper Figure 4).
+
+    SUVmax = highest PET (SUV) voxel inside the GTV; prediction at p % = PET >= p/100 x SUVmax (float64),
+    brain voxels removed; p = 1..100, all 100 computed in one pass per case. Writes OUT/sweep.csv
+    (percent,mean_dice), OUT/sweep_per_case.csv, OUT/best.json ({"percent": P, "mean_dice": D, ...}) and
+    OUT/figure4.png. A case that cannot be scored is recorded in best.json and the others go on
+    (exit status 1).
+
+    Example: recur-eval suvmax-sweep --images raw/imagesTr --masks raw/masksTr --gt raw/labelsTr
+    --splits splits_final.json --fold 0 --out eval/sweep
+    """
+    with _reported_errors():
+        import numpy as np
+
+        from nnunet_recur.evaluation import baselines, figures, report
+        from nnunet_recur.evaluation.parallel import map_cases
+        from nnunet_recur.evaluation.sweep import BaselineInputs, SweepCase, mean_dice
+        from nnunet_recur.evaluation.volumes import (
+            cases_in,
+            find_dataset,
+            preprocessed_splits,
+            write_json,
+        )
+
+        folders = _folders(dataset, "Tr", images=images, labels=gt, masks=masks)
+        if dataset is not None and fold is not None and splits is None:
+            splits = preprocessed_splits(find_dataset(dataset))
+        labels = _require(folders["labels"], "--gt")
+        inputs = BaselineInputs(
+            images=_require(folders["images"], "--images"),
+            masks=_require(folders["masks"], "--masks"),
+            labels=labels,
+        )
+        selected = _case_selection(cases_in(labels), labels, cases, splits, fold)
+        outcomes = map_cases(SweepCase(inputs), selected, workers, "SUVmax sweep")
+        scored = {c: o for c, o in zip(selected, outcomes, strict=True) if not isinstance(o, str)}
+        excluded = {c: o for c, o in zip(selected, outcomes, strict=True) if isinstance(o, str)}
+        for case, why in excluded.items():
+            typer.echo(f"warning: {case} left out of the sweep: {why}", err=True)
+        if not scored:
+            from nnunet_recur.evaluation.volumes import EvaluationError
+
+            raise EvaluationError("no case could be scored; nothing written")
+        per_case = np.vstack(list(scored.values()))
+        mean = mean_dice(per_case)
+        percents = baselines.PERCENTS
+        best = baselines.best_percent(percents, mean)
+        out.mkdir(parents=True, exist_ok=True)
+        report.write_csv(
+            out / "sweep.csv",
+            [{"percent": int(p), "mean_dice": float(d)} for p, d in zip(percents, mean, strict=True)],
+            ["percent", "mean_dice"],
+        )
+        report.write_csv(
+            out / "sweep_per_case.csv",
+            [
+                {"case": c, "percent": int(p), "dice": float(d)}
+                for c, row in scored.items()
+                for p, d in zip(percents, row, strict=True)
+            ],
+            ["case", "percent", "dice"],
+        )
+        write_json(
+            out / "best.json",
+            {
+                "percent": best[0],
+                "mean_dice": best[1],
+                "n_cases": len(scored),
+                "cases": list(scored),
+                "excluded": excluded,
+            },
+        )
+        figures.plot_sweep(percents, mean, best, out / "figure4.png")
+    typer.echo(f"best SUVmax threshold: {best[0]} % (mean Dice {best[1]:.3f} over {len(scored)} cases)")
+    typer.echo(f"wrote {out / 'sweep.csv'}, {out / 'best.json'}, {out / 'figure4.png'}")
+    if excluded:
+        raise typer.Exit(1)
+
+
+def _write_predictions(job, selected: list[str], out: Path, workers: int, label: str) -> None:
+    from nnunet_recur.evaluation.parallel import map_cases
+
+    outcomes = map_cases(job, selected, workers, label)
+    written = sum(o["status"] == "written" for o in outcomes)
+    skipped = sum(o["status"] == "skipped" for o in outcomes)
+    failed = {o["case"]: o["error"] for o in outcomes if o["status"] == "failed"}
+    for case, why in failed.items():
+        typer.echo(f"failed: {case}: {why}", err=True)
+    typer.echo(f"{out}: {written} written, {skipped} already there (skipped), {len(failed)} failed")
+    return failed
+
+
+@_command("suvmax-predict")
+def suvmax_predict(
+    out: Path = typer.Option(..., "--out", help="output folder for <case>.nii.gz masks"),
+    percent: float | None = typer.Option(
+        None, "--percent", min=0.0, max=100.0, help="threshold in % of SUVmax (the paper used 38)"
+    ),
+    best: Path | None = typer.Option(None, "--best", help="best.json of suvmax-sweep (instead of --percent)"),
+    images: Path | None = typer.Option(None, "--images", help="images folder holding PET <case>_0001.nii.gz"),
+    masks: Path | None = typer.Option(
+        None, "--masks", help="masks folder holding <case>_gtv.nii.gz and <case>_brain.nii.gz"
+    ),
+    cases: str | None = typer.Option(None, "--cases", help=CASES_HELP + " (default: every PET in --images)"),
+    dataset: str | None = typer.Option(None, "--dataset", help=DATASET_HELP + " (imagesTs, masksTs)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="rewrite masks that already exist"),
+    workers: int = typer.Option(1, "--workers", min=1, help=WORKERS_HELP),
+) -> None:
+    """Write SUVmax-threshold predictions: PET >= P/100 x SUVmax(GTV), brain removed, as <case>.nii.gz.
+
+    Reruns skip masks already written with the same percent (OUT/suvmax_predict.json records it); a
+    case that fails (empty GTV, missing file, grids that differ) is reported and the others go on.
+
+    Example: recur-eval suvmax-predict --percent 38 --images raw/imagesTs --masks raw/masksTs
+    --out preds/suvmax
+    """
+    with _reported_errors():
+        import json
+
+        from nnunet_recur.evaluation.sweep import BaselineInputs, SuvmaxPredictCase
+        from nnunet_recur.evaluation.volumes import PET_CHANNEL, EvaluationError, cases_in, write_json
+
+        if (percent is None) == (best is None):
+            raise EvaluationError("give exactly one of --percent P or --best best.json")
+        if best is not None:
+            if not best.is_file():
+                raise EvaluationError(f"{best}: file not found")
+            percent = float(json.loads(best.read_text(encoding="utf-8"))["percent"])
+        folders = _folders(dataset, "Ts", images=images, masks=masks)
+        image_dir = _require(folders["images"], "--images")
+        mask_dir = _require(folders["masks"], "--masks")
+        record = out / "suvmax_predict.json"
+        if record.is_file() and not overwrite:
+            previous = json.loads(record.read_text(encoding="utf-8")).get("percent")
+            if previous != percent:
+                raise EvaluationError(
+                    f"{out} holds masks at {previous} % of SUVmax, not {percent} %: "
+                    "use another --out or --overwrite"
+                )
+        selected = _case_selection(cases_in(image_dir, PET_CHANNEL), image_dir, cases)
+        out.mkdir(parents=True, exist_ok=True)
+        # record the percent before the first mask, so an interrupted run cannot leave unlabelled masks
+        write_json(record, {"percent": percent, "cases": selected, "failed": {}})
+        job = SuvmaxPredictCase(BaselineInputs(images=image_dir, masks=mask_dir), percent, out, overwrite)
+        failed = _write_predictions(job, selected, out, workers, f"SUVmax {percent:g} %")
+        write_json(record, {"percent": percent, "cases": selected, "failed": failed})
+    if failed:
+        raise typer.Exit(1)
+
+
+@_command("gtv-predict")
+def gtv_predict(
+    out: Path = typer.Option(..., "--out", help="output folder for <case>.nii.gz masks"),
+    masks: Path | None = typer.Option(None, "--masks", help="masks folder holding <case>_gtv.nii.gz"),
+    cases: str | None = typer.Option(None, "--cases", help=CASES_HELP + " (default: every GTV in --masks)"),
+    dataset: str | None = typer.Option(None, "--dataset", help=DATASET_HELP + " (masksTs)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="rewrite masks that already exist"),
+    workers: int = typer.Option(1, "--workers", min=1, help=WORKERS_HELP),
+) -> None:
+    """Write the GTV-contour baseline: the GTV itself as the predicted relapse region, <case>.nii.gz.
+
+    Example: recur-eval gtv-predict --masks raw/masksTs --out preds/gtv
+    """
+    with _reported_errors():
+        from nnunet_recur.evaluation.sweep import GtvPredictCase
+        from nnunet_recur.evaluation.volumes import GTV_SUFFIX, cases_in
+
+        mask_dir = _require(_folders(dataset, "Ts", masks=masks)["masks"], "--masks")
+        selected = _case_selection(cases_in(mask_dir, GTV_SUFFIX), mask_dir, cases)
+        out.mkdir(parents=True, exist_ok=True)
+        failed = _write_predictions(GtvPredictCase(mask_dir, out, overwrite), selected, out, workers, "GTV")
+    if failed:
+        raise typer.Exit(1)
+
+
+@_command("compare")
+def compare(
+    out: Path = typer.Option(..., "--out", help="output folder for the report"),
+    pred: list[str] = typer.Option(
+        ...,
+        "--pred",
+        help="a method as NAME=DIR (nnU-Net output folder of <case>.nii.gz, or <case>.npz with "
+        "--threshold); repeat for every method, in the order of Table 1",
+    ),
+    gt: Path | None = typer.Option(None, "--gt", help="reference relapse labels folder (<case>.nii.gz)"),
+    images: Path | None = typer.Option(
+        None, "--images", help="images folder (CT _0000 for the overlays, PET _0001 for the SUV curve)"
+    ),
+    masks: Path | None = typer.Option(
+        None, "--masks", help="masks folder (<case>_gtv, <case>_brain) for the SUVmax capture curve"
+    ),
+    dataset: str | None = typer.Option(
+        None, "--dataset", help=DATASET_HELP + " (labelsTs, imagesTs, masksTs)"
+    ),
+    cases: str | None = typer.Option(None, "--cases", help=CASES_HELP + " (default: every reference label)"),
+    best: str | None = typer.Option(
+        None,
+        "--best",
+        help="name of the best CNN (the method compared to the baselines; default first --pred)",
+    ),
+    threshold: float | None = typer.Option(
+        None, "--threshold", min=0.0, max=1.0, help="probability threshold for folders holding <case>.npz"
+    ),
+    allow_missing: bool = typer.Option(
+        False, "--allow-missing", help="report a method's missing cases in a footnote instead of failing"
+    ),
+    hd95: bool = typer.Option(True, "--hd95/--no-hd95", help="compute the 95 % Hausdorff distance (slowest)"),
+    curves: bool = typer.Option(
+        True, "--curves/--no-curves", help="PO capture vs volume curves (probability maps, SUV percents)"
+    ),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="draw the PNG figures"),
+    seed: int = typer.Option(0, "--seed", help="seed of the bootstrap confidence intervals"),
+    workers: int = typer.Option(1, "--workers", min=1, help=WORKERS_HELP),
+) -> None:
+    """Compare methods against the reference relapse: per-case metrics, Table 1, tests, figures.
+
+    Writes OUT/per_case.csv (method,case,dice,recall,precision,pred_cc,gt_cc,po_count,po_captured,...),
+    OUT/table1.md and table1.csv (the paper's Table 1), OUT/stats.json (paired t-test, Wilcoxon,
+    bootstrap CI, Fisher exact on POs), OUT/summary.json, OUT/points_of_origin.csv, OUT/po_capture.csv,
+    OUT/capture_curve.csv, OUT/capture_vs_volume.png and OUT/figures/<case>_po<N>.png. A case missing
+    from a method is an error (or a footnote with --allow-missing); images on different grids are
+    refused.
+
+    Example: recur-eval compare --dataset 501 --pred "AI random=preds/random" --pred
+    "SUVmax=preds/suvmax" --pred "GTV contour=preds/gtv" --best "AI random" --out eval/test
+    """
+    with _reported_errors():
+        from nnunet_recur.evaluation import comparison, report
+        from nnunet_recur.evaluation import figures as figure_module
+        from nnunet_recur.evaluation.parallel import map_cases
+        from nnunet_recur.evaluation.volumes import EvaluationError, cases_in
+
+        folders = _folders(dataset, "Ts", labels=gt, images=images, masks=masks)
+        labels = _require(folders["labels"], "--gt")
+        image_dir = folders["images"] if folders["images"] is None or folders["images"].is_dir() else None
+        mask_dir = folders["masks"] if folders["masks"] is None or folders["masks"].is_dir() else None
+        if images is not None and image_dir is None:
+            raise EvaluationError(f"{images}: folder not found")
+        if masks is not None and mask_dir is None:
+            raise EvaluationError(f"{masks}: folder not found")
+        methods = [comparison.Method.parse(spec, threshold) for spec in pred]
+        names = [m.name for m in methods]
+        if len(set(names)) != len(names):
+            raise EvaluationError(f"--pred names must differ: {', '.join(names)}")
+        best_name = best if best is not None else names[0]
+        if best_name not in names:
+            raise EvaluationError(f"--best {best_name!r} is not one of the --pred names ({', '.join(names)})")
+        selected = _case_selection(cases_in(labels), labels, cases)
+        inputs = comparison.CompareInputs(
+            labels=labels,
+            methods=tuple(methods),
+            images=image_dir,
+            masks=mask_dir,
+            allow_missing=allow_missing,
+            hd95=hd95,
+            curves=curves,
+            figures=figures,
+        )
+        results = map_cases(comparison.CaseEvaluator(inputs), selected, workers, "compare")
+        settings = {
+            "gt": str(labels),
+            "images": str(image_dir) if image_dir else None,
+            "masks": str(mask_dir) if mask_dir else None,
+            "threshold": threshold,
+            "allow_missing": allow_missing,
+            "hd95": hd95,
+            "seed": seed,
+        }
+        summary = report.write_compare_report(out, results, methods, best_name, seed, settings)
+        if figures:
+            colours = figure_module.method_colours(names + [comparison.SUV_CURVE])
+            for result in results:
+                figure_module.plot_po_overlays(result.case, result.slices, colours, out / "figures")
+            rows = {row["method"]: row for row in summary["table1"]}
+            po_total = rows["Ground truth"]["po_total"]
+            fixed = {
+                n: (
+                    float(sum(m.pred_cc for r in results for m in r.methods if m.method == n))
+                    / max(rows[n]["n_cases"], 1),
+                    rows[n]["po_captured"],
+                )
+                for n in names
+            }
+            figure_module.plot_capture_curves(
+                summary["capture_curves"], fixed, po_total, out / "capture_vs_volume.png", colours
+            )
+    typer.echo((out / "table1.md").read_text(encoding="utf-8"))
+    typer.echo(f"wrote {out}/per_case.csv, table1.md, table1.csv, stats.json, summary.json")
+    missing = sum(len(v) for v in summary["missing"].values())
+    if missing:
+        typer.echo(f"note: {missing} missing prediction(s) listed in the table footnote", err=True)
 
 
 def main() -> None:
+    """Console-script entry point of `recur-eval`."""
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Relapse points of origin (PO, paper II.B) and whether a prediction captures them.
+
+A patient may relapse in several places, so the reference relapse mask is split into connected
+components (26-connectivity: voxels touching by a face, an edge or a corner belong together). Each
+component is eroded once with a 3x3x3 structuring element; its PO is the centre of volume of the
+eroded component (of the component itself when erosion empties it, e.g. a 2-voxel-thin relapse),
+snapped to the nearest voxel of the component (physical distance, ties to the first voxel in array
+order) so that the PO always lies inside its relapse. A PO is *captured* when that voxel is inside
+the prediction.
+
+The published code's criterion (the eroded component overlaps the prediction anywhere) is reported
+next to it as `captured_published`; where erosion empties the component the component itself is used.
+
+Erosion runs inside each component's padded bounding box, never over the whole volume: it gives
+the same voxels (26-connected components cannot touch each other) at a fraction of the cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnunet_recur.evaluation.metrics import as_mask, bounding_box
+from nnunet_recur.evaluation.volumes import Volume
+
+CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
+EROSION_ELEMENT = np.ones((3, 3, 3), dtype=bool)
+
+
+@dataclass(frozen=True)
+class PointOfOrigin:
+    """One relapse component and its PO."""
+
+    component: int  # 1-based, in the order scipy.ndimage.label numbers components (array order)
+    voxels: int  # size of the component
+    eroded_voxels: int  # size after the 3x3x3 erosion (0: the PO comes from the component itself)
+    index_zyx: tuple[int, int, int]  # the PO voxel, array order (z, y, x)
+    physical_mm: tuple[float, float, float]  # the PO voxel centre in patient coordinates (LPS, mm)
+    core_box: tuple[slice, ...]  # where `core` lies in the full array
+    core: np.ndarray  # eroded component (or the component if erosion empties it), bool, in core_box
+
+    @property
+    def index_xyz(self) -> tuple[int, int, int]:
+        """The PO voxel as a SimpleITK index (x, y, z)."""
+        z, y, x = self.index_zyx
+        return (x, y, z)
+
+
+def points_of_origin(reference: Volume, box: tuple[slice, ...] | None = None) -> list[PointOfOrigin]:
+    """All POs of a reference relapse mask (none for an empty mask).
+
+    `box`, when the caller already knows it, is the bounding box of the non-zero voxels.
+    """
+    from scipy import ndimage
+
+    mask = as_mask(reference.array)
+    if box is None:
+        box = bounding_box(mask)
+    if box is None:
+        return []
+    box = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box, mask.shape, strict=True))
+    offset = np.array([s.start for s in box])
+    labels, count = ndimage.label(mask[box], structure=CONNECTIVITY_26)
+    spacing = np.asarray(reference.grid.spacing_zyx, dtype=np.float64)
+    result = []
+    for number, slices in enumerate(ndimage.find_objects(labels), start=1):
+        # pad the component's box by one voxel so the erosion sees background all round
+        padded = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in slices)
+        component = labels[padded] == number
+        eroded = ndimage.binary_erosion(component, structure=EROSION_ELEMENT, border_value=0)
+        eroded_voxels = int(np.count_nonzero(eroded))
+        core = eroded if eroded_voxels else component
+        centre = np.argwhere(core).mean(axis=0)
+        voxels = np.argwhere(component)
+        nearest = voxels[np.argmin((((voxels - centre) * spacing) ** 2).sum(axis=1))]
+        local_offset = offset + np.array([s.start for s in padded])
+        index = tuple(int(v) for v in nearest + local_offset)
+        core_box = tuple(
+            slice(int(o), int(o) + n) for o, n in zip(local_offset, component.shape, strict=True)
+        )
+        result.append(
+            PointOfOrigin(
+                component=number,
+                voxels=int(voxels.shape[0]),
+                eroded_voxels=eroded_voxels,
+                index_zyx=index,
+                physical_mm=reference.grid.index_to_physical(index),
+                core_box=core_box,
+                core=core,
+            )
+        )
+    assert len(result) == count
+    return result
+
+
+def captured(po: PointOfOrigin, prediction: np.ndarray) -> bool:
+    """The paper's criterion: the PO voxel lies inside the prediction."""
+    return bool(prediction[po.index_zyx])
+
+
+def captured_published(po: PointOfOrigin, prediction: np.ndarray) -> bool:
+    """The published code's criterion: the eroded component overlaps the prediction anywhere."""
+    return bool(np.any(as_mask(prediction[po.core_box]) & po.core))

@@ -1,0 +1,307 @@
+"""Reading evaluation inputs from disk: volumes with their geometry, case lists, dataset folders.
+
+Evaluation reads files only (nnU-Net naming) and never imports the trainers or the converter. Every
+volume travels with its grid (`Volume`), and grids are compared in exactly one place
+(`require_same_grid`) with one tolerance, so a resampling slip upstream is refused, not averaged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: One tolerance for every grid comparison: spacing and origin in mm, direction cosines unitless.
+#: NIfTI stores the affine in float32, so 1e-3 comfortably covers round-off on 500 mm origins while
+#: any real resampling or cropping mistake (>= a fraction of a voxel) is caught.
+GEOMETRY_TOLERANCE = 1e-3
+
+NIFTI = ".nii.gz"
+PET_CHANNEL = "_0001"
+CT_CHANNEL = "_0000"
+GTV_SUFFIX = "_gtv"
+BRAIN_SUFFIX = "_brain"
+
+
+class EvaluationError(Exception):
+    """Bad input for the evaluation: the message names the file(s) and the problem."""
+
+
+class GeometryMismatchError(EvaluationError):
+    """Two volumes that must share a voxel grid do not (shape, spacing, origin or direction)."""
+
+
+class MissingCaseError(EvaluationError):
+    """A case present in the reference is missing from a method's predictions."""
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The voxel grid of an image, in SimpleITK conventions (sizes and spacing in x, y, z order)."""
+
+    size: tuple[int, ...]
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+
+    @classmethod
+    def of(cls, image) -> Grid:
+        return cls(
+            size=tuple(int(s) for s in image.GetSize()),
+            spacing=tuple(float(s) for s in image.GetSpacing()),
+            origin=tuple(float(o) for o in image.GetOrigin()),
+            direction=tuple(float(d) for d in image.GetDirection()),
+        )
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Array shape as `SimpleITK.GetArrayFromImage` returns it (z, y, x)."""
+        return tuple(reversed(self.size))
+
+    @property
+    def spacing_zyx(self) -> tuple[float, ...]:
+        return tuple(reversed(self.spacing))
+
+    @property
+    def voxel_volume_cc(self) -> float:
+        return float(np.prod(self.spacing)) / 1000.0
+
+    def index_to_physical(self, index_zyx: Sequence[float]) -> tuple[float, ...]:
+        """Physical point in mm (LPS) of an array index (z, y, x), exactly as ITK maps indices."""
+        ijk = np.asarray(index_zyx, dtype=np.float64)[::-1]
+        dim = len(self.size)
+        direction = np.asarray(self.direction, dtype=np.float64).reshape(dim, dim)
+        point = np.asarray(self.origin) + direction @ (ijk * np.asarray(self.spacing))
+        return tuple(float(v) for v in point)
+
+    def differences(self, other: Grid, tolerance: float = GEOMETRY_TOLERANCE) -> list[str]:
+        """Human-readable list of what differs between two grids (empty when they match)."""
+        problems = []
+        if self.size != other.size:
+            problems.append(f"size {self.size} vs {other.size}")
+            return problems
+        for name in ("spacing", "origin", "direction"):
+            a, b = np.asarray(getattr(self, name)), np.asarray(getattr(other, name))
+            if a.shape != b.shape or not np.allclose(a, b, rtol=0.0, atol=tolerance):
+                fmt = lambda v: "(" + ", ".join(f"{x:.6g}" for x in v) + ")"  # noqa: E731
+                problems.append(f"{name} {fmt(a)} vs {fmt(b)}")
+        return problems
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A voxel array (z, y, x) with the grid it lives on and the file it came from."""
+
+    array: np.ndarray
+    grid: Grid
+    path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.path) if self.path is not None else "<in-memory volume>"
+
+
+def read_volume(path: Path, dtype=None) -> Volume:
+    """Read one NIfTI (or any SimpleITK format) file; a missing or unreadable file is an EvaluationError."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if not path.is_file():
+        raise EvaluationError(f"{path}: file not found")
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise EvaluationError(f"{path}: unreadable image ({str(exc).strip().splitlines()[-1]})") from exc
+    array = sitk.GetArrayFromImage(image)
+    if dtype is not None and array.dtype != dtype:
+        array = array.astype(dtype)
+    return Volume(array=array, grid=Grid.of(image), path=path)
+
+
+def volume_from_array(array: np.ndarray, like: Volume | Grid, path: Path | None = None) -> Volume:
+    grid = like.grid if isinstance(like, Volume) else like
+    if tuple(array.shape) != grid.shape:
+        raise GeometryMismatchError(f"array of shape {array.shape} does not fit grid of shape {grid.shape}")
+    return Volume(array=array, grid=grid, path=path)
+
+
+def require_same_grid(volume: Volume, reference: Volume, tolerance: float = GEOMETRY_TOLERANCE) -> None:
+    """Refuse two volumes on different grids; the message names both files and what differs."""
+    problems = reference.grid.differences(volume.grid, tolerance)
+    if problems:
+        raise GeometryMismatchError(
+            f"geometry mismatch between {reference.name} and {volume.name}: " + "; ".join(problems)
+        )
+
+
+def write_mask(mask: np.ndarray, grid: Grid, path: Path) -> None:
+    """Write a uint8 0/1 mask on `grid`, atomically (temp name in the same folder, then os.replace)."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(mask, dtype=np.uint8))
+    image.SetSpacing(grid.spacing)
+    image.SetOrigin(grid.origin)
+    image.SetDirection(grid.direction)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name[: -len(NIFTI)]}.tmp{os.getpid()}{NIFTI}")
+    sitk.WriteImage(image, str(tmp), useCompression=True)
+    os.replace(tmp, path)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a text file atomically (temp name in the same folder, then os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, payload) -> None:
+    write_text(path, json.dumps(payload, indent=2, allow_nan=False, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Case lists
+# ---------------------------------------------------------------------------------------------------
+
+
+def cases_in(folder: Path, suffix: str = "") -> list[str]:
+    """Case ids of `<case><suffix>.nii.gz` files in a folder, sorted; hidden/temp files are ignored."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EvaluationError(f"{folder}: folder not found")
+    tail = suffix + NIFTI
+    return sorted(
+        p.name[: -len(tail)]
+        for p in folder.iterdir()
+        if p.name.endswith(tail) and not p.name.startswith(".") and len(p.name) > len(tail)
+    )
+
+
+def parse_cases(value: str | None) -> list[str] | None:
+    """`--cases`: a comma-separated list, or a file with one case per line (# comments allowed)."""
+    if value is None or not value.strip():
+        return None
+    candidate = Path(value)
+    if candidate.is_file():
+        lines = candidate.read_text(encoding="utf-8").splitlines()
+        cases = [line.split("#", 1)[0].strip() for line in lines]
+    else:
+        cases = [part.strip() for part in value.split(",")]
+    cases = [c for c in cases if c]
+    if not cases:
+        raise EvaluationError(f"--cases {value!r} names no case")
+    return cases
+
+
+def cases_from_splits(splits_file: Path, fold: int) -> list[str]:
+    """The validation cases of one fold of nnU-Net's `splits_final.json`."""
+    splits_file = Path(splits_file)
+    if not splits_file.is_file():
+        raise EvaluationError(f"{splits_file}: splits file not found")
+    try:
+        splits = json.loads(splits_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise EvaluationError(f"{splits_file}: not valid JSON ({exc})") from exc
+    if not isinstance(splits, list) or not 0 <= fold < len(splits):
+        raise EvaluationError(f"{splits_file}: no fold {fold} (it holds {len(splits)} folds)")
+    val = splits[fold].get("val") if isinstance(splits[fold], dict) else None
+    if not val:
+        raise EvaluationError(f"{splits_file}: fold {fold} has no 'val' cases")
+    return [str(c) for c in val]
+
+
+def select_cases(available: Iterable[str], requested: list[str] | None, where: Path) -> list[str]:
+    """`requested` (in its order) if given, else all `available`; a requested case absent is an error."""
+    available = list(available)
+    if requested is None:
+        if not available:
+            raise EvaluationError(f"{where}: no cases (*.nii.gz) found")
+        return available
+    missing = [c for c in requested if c not in set(available)]
+    if missing:
+        raise MissingCaseError(f"{where}: case(s) {', '.join(missing)} not found")
+    return list(dict.fromkeys(requested))
+
+
+# ---------------------------------------------------------------------------------------------------
+# nnU-Net raw dataset folders
+# ---------------------------------------------------------------------------------------------------
+
+
+def find_dataset(path_or_id: str) -> Path:
+    """An nnU-Net raw dataset folder from a path, a numeric id (3) or a name (Dataset003_Recur).
+
+    Ids and names are looked up in $nnUNet_raw, as nnU-Net itself does.
+    """
+    candidate = Path(path_or_id)
+    if candidate.is_dir():
+        return candidate
+    raw = os.environ.get("nnUNet_raw")
+    if not raw or not Path(raw).is_dir():
+        raise EvaluationError(f"dataset {path_or_id!r}: not a folder, and $nnUNet_raw is not set to a folder")
+    folders = sorted(p for p in Path(raw).iterdir() if p.is_dir() and p.name.startswith("Dataset"))
+    if path_or_id.isdigit():
+        matches = [p for p in folders if p.name.startswith(f"Dataset{int(path_or_id):03d}_")]
+    else:
+        matches = [p for p in folders if p.name == path_or_id]
+    if len(matches) != 1:
+        raise EvaluationError(f"dataset {path_or_id!r}: {len(matches)} matching folders in {raw}")
+    return matches[0]
+
+
+def dataset_folders(dataset: Path, split: str) -> dict[str, Path]:
+    """`images`, `labels`, `masks` folders of a raw dataset for split 'Tr' or 'Ts'."""
+    folders = {
+        "images": dataset / f"images{split}",
+        "labels": dataset / f"labels{split}",
+        "masks": dataset / f"masks{split}",
+    }
+    return folders
+
+
+def preprocessed_splits(dataset: Path) -> Path:
+    """$nnUNet_preprocessed/<dataset name>/splits_final.json for a raw dataset folder."""
+    pre = os.environ.get("nnUNet_preprocessed")
+    if not pre:
+        raise EvaluationError("--fold without --splits needs $nnUNet_preprocessed (or pass --splits FILE)")
+    return Path(pre) / dataset.name / "splits_final.json"
+
+
+# File naming in nnU-Net raw folders.
+def label_path(labels_dir: Path, case: str) -> Path:
+    return Path(labels_dir) / f"{case}{NIFTI}"
+
+
+def pet_path(images_dir: Path, case: str) -> Path:
+    return Path(images_dir) / f"{case}{PET_CHANNEL}{NIFTI}"
+
+
+def ct_path(images_dir: Path, case: str) -> Path:
+    return Path(images_dir) / f"{case}{CT_CHANNEL}{NIFTI}"
+
+
+def gtv_path(masks_dir: Path, case: str) -> Path:
+    return Path(masks_dir) / f"{case}{GTV_SUFFIX}{NIFTI}"
+
+
+def brain_path(masks_dir: Path, case: str) -> Path:
+    return Path(masks_dir) / f"{case}{BRAIN_SUFFIX}{NIFTI}"

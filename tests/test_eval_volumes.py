@@ -1,0 +1,72 @@
+"""Inputs of the evaluation: case lists, splits, dataset look-up, and which modules it may import."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nnunet_recur.evaluation import volumes
+from nnunet_recur.evaluation.volumes import EvaluationError, MissingCaseError
+
+EVALUATION = Path(volumes.__file__).parent
+
+
+def test_cases_from_comma_list_and_file(tmp_path):
+    assert volumes.parse_cases("RECUR_001, RECUR_002,") == ["RECUR_001", "RECUR_002"]
+    listing = tmp_path / "val.txt"
+    listing.write_text("RECUR_004\n\n# a comment\nRECUR_007  # inline\n")
+    assert volumes.parse_cases(str(listing)) == ["RECUR_004", "RECUR_007"]
+    assert volumes.parse_cases(None) is None
+
+
+def test_cases_from_splits_and_selection(tmp_path):
+    splits = tmp_path / "splits_final.json"
+    splits.write_text(json.dumps([{"train": ["A", "B"], "val": ["C"]}, {"train": ["C"], "val": ["A", "B"]}]))
+    assert volumes.cases_from_splits(splits, 1) == ["A", "B"]
+    with pytest.raises(EvaluationError, match="no fold 5"):
+        volumes.cases_from_splits(splits, 5)
+    assert volumes.select_cases(["A", "B", "C"], ["C", "A"], tmp_path) == ["C", "A"]
+    with pytest.raises(MissingCaseError, match="Z"):
+        volumes.select_cases(["A", "B"], ["A", "Z"], tmp_path)
+
+
+def test_cases_in_ignores_temp_files_and_other_channels(tmp_path):
+    for name in ["R_1_0001.nii.gz", "R_2_0001.nii.gz", "R_1_0000.nii.gz", ".R_3_0001.tmp12.nii.gz"]:
+        (tmp_path / name).write_bytes(b"")
+    assert volumes.cases_in(tmp_path, "_0001") == ["R_1", "R_2"]
+
+
+def test_find_dataset_by_id_and_name(tmp_path, monkeypatch):
+    raw = tmp_path / "raw"
+    (raw / "Dataset501_RecurInhouse").mkdir(parents=True)
+    (raw / "Dataset502_Other").mkdir()
+    monkeypatch.setenv("nnUNet_raw", str(raw))
+    assert volumes.find_dataset("501").name == "Dataset501_RecurInhouse"
+    assert volumes.find_dataset("Dataset502_Other").name == "Dataset502_Other"
+    with pytest.raises(EvaluationError, match="503"):
+        volumes.find_dataset("503")
+
+
+def test_evaluation_imports_no_trainer_and_no_converter():
+    pattern = re.compile(
+        r"^\s*(from|import)\s+nnunet_recur\.(trainers|dataset_conversion|workflow|synthetic)"
+    )
+    for source in EVALUATION.glob("*.py"):
+        for line in source.read_text(encoding="utf-8").splitlines():
+            assert not pattern.match(line), f"{source.name}: {line}"
+
+
+def test_cli_import_stays_light():
+    code = (
+        "import sys, nnunet_recur.evaluation.cli as c; "
+        "names = ('numpy', 'SimpleITK', 'scipy', 'matplotlib', 'torch', 'nnunetv2'); "
+        "heavy = [m for m in names if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""
