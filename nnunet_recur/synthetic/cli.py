@@ -1,8 +1,90 @@
-"""`recur synth` (placeholder until the synthetic-cohort issue lands)."""
+"""`recur synth`: write a synthetic head-and-neck FDG-PET/CT cohort (thin wrapper over ``make_cohort``)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
 
 import typer
 
 
-def synth(out: str = typer.Argument(..., help="output folder")) -> None:
-    """Write a synthetic head-and-neck PET/CT cohort (not implemented yet)."""
-    raise typer.Exit(2)
+class CohortFormat(str, Enum):
+    inhouse_dicom = "inhouse-dicom"
+    inhouse_nifti = "inhouse-nifti"
+    hecktor = "hecktor"
+
+
+class CohortSize(str, Enum):
+    small = "small"
+    paper = "paper"
+
+
+def synth(
+    out: Path = typer.Argument(
+        ..., help="Output folder (created); patients go to OUT/patients or OUT/imagesTr."
+    ),
+    cases: int = typer.Option(20, "--cases", min=1, help="Number of patients to generate."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed; the same seed gives the same cohort."),
+    fmt: CohortFormat = typer.Option(
+        CohortFormat.inhouse_dicom,
+        "--format",
+        help="inhouse-dicom (CT/PET series + RTSTRUCT per patient), "
+        "inhouse-nifti (ct/pet/gtv/relapse.nii.gz) "
+        "or hecktor (HECKTOR 2022 release layout, GTVp/GTVn labels).",
+    ),
+    size: CohortSize = typer.Option(
+        CohortSize.small,
+        "--size",
+        help="small: ~230k CT voxels per patient (coarser spacing, CPU demo/tests); "
+        "paper: 512 x 512 CT at 0.9765 x 0.9765 x 2 mm, PET at 2.036 x 2.036 x 2 mm.",
+    ),
+    defects: bool = typer.Option(
+        False,
+        "--defects",
+        help="Break a few patients with the paper's exclusion causes (pet_missing, relapse_missing, "
+        "pet_corrupt, uneven_spacing, missing_slice), listed in OUT/ground_truth/defects.json.",
+    ),
+) -> None:
+    """Write a synthetic head-and-neck FDG-PET/CT cohort with known relapse ground truth.
+
+    CT and PET on different grids; anatomy in HU; PET in SUV with a hot brain and a heterogeneous tumour.
+
+    Relapses follow docs/synthetic_cohort.md (PO in PET-GTV/GTV/CTV1/CTV3/outside 55/12/17/6/10 %).
+
+    Ground truth (CT-grid masks, points of origin in mm) goes to OUT/ground_truth/; reruns skip done patients.
+
+    Example: recur synth synth_out --cases 20 --seed 0 --format inhouse-dicom --defects
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from nnunet_recur.synthetic.cohort import make_cohort
+
+    console = Console(stderr=True)
+    skipped = 0
+    with Progress(
+        TextColumn("[bold]synth[/bold] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task(f"{fmt.value} ({size.value})", total=cases)
+
+        def advance(name: str, was_skipped: bool) -> None:
+            nonlocal skipped
+            skipped += was_skipped
+            bar.advance(task)
+
+        try:
+            names = make_cohort(out, cases, seed, fmt.value, size.value, defects, progress=advance)
+        except ValueError as err:
+            console.print(f"[red]error:[/red] {err}")
+            raise typer.Exit(2) from err
+    where = out / ("imagesTr" if fmt is CohortFormat.hecktor else "patients")
+    note = f" ({skipped} already there, skipped)" if skipped else ""
+    typer.echo(
+        f"wrote {len(names)} synthetic patients{note} to {where}; ground truth in {out / 'ground_truth'}"
+    )
+    if defects:
+        typer.echo(f"defective patients listed in {out / 'ground_truth' / 'defects.json'}")
