@@ -1,11 +1,183 @@
-"""`recur convert ...` (placeholder until the conversion issue lands)."""
+"""`recur convert ...`: turn cohorts into nnU-Net raw datasets (thin typer layer over cohort.py and the
+readers; the work happens in the library)."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Convert cohorts into nnU-Net raw datasets.", no_args_is_help=True)
+from nnunet_recur.dataset_conversion.cli_readers import pet, rtstruct
+
+app = typer.Typer(
+    help=(
+        "Convert cohorts into nnU-Net v2 raw datasets (CT in HU + PET in SUV, region-based labels, crop box "
+        "around the GTV, quality checks with an exclusion report)."
+    ),
+    no_args_is_help=True,
+)
+app.command("pet")(pet)
+app.command("rtstruct")(rtstruct)
+
+_RAW_DIR_HELP = "nnU-Net raw folder to write into (default: $nnUNet_raw)."
+_REPORT_HELP = (
+    "Folder for exclusions.csv, cases.csv, summary.json and the rerun state (names patients, so it must not "
+    "lie inside nnUNet_raw). Default: ./recur_reports/DatasetXXX_Name/."
+)
+_ID_MAP_HELP = "Write the patient -> case pseudonym map (CSV patient,case) here; not written unless asked."
+_WORKERS_HELP = "Patients converted in parallel (processes)."
 
 
-@app.command("placeholder")
-def _placeholder() -> None:
-    """Not implemented yet."""
-    raise typer.Exit(2)
+def _finish(summary) -> None:
+    """Print the one-line summary and where things went; exit 0 when at least one patient converted."""
+    typer.echo(f"dataset: {summary.dataset_folder}")
+    if summary.box.size_voxels is not None:
+        size = " x ".join(str(s) for s in summary.box.size_voxels)
+        typer.echo(f"crop box ({summary.box.mode}): {size} voxels (x, y, z)")
+    else:
+        typer.echo("crop: none")
+    if summary.split is not None:
+        s = summary.split
+        typer.echo(
+            f"split ({s.mode}, seed {s.seed}): {len(s.train)} train, {len(s.val)} val, {len(s.test)} test"
+        )
+    if summary.splits_path is not None:
+        typer.echo(f"splits_final.json: {summary.splits_path}")
+    if summary.splits_note:
+        typer.echo(summary.splits_note)
+    typer.echo(f"report: {summary.report_dir} (exclusions.csv, cases.csv, summary.json)")
+    typer.echo(f"{summary.written} case(s) written, {summary.skipped} unchanged and skipped")
+    typer.echo(summary.line)
+    raise typer.Exit(summary.exit_code)
+
+
+def _run(function, **kwargs) -> None:
+    from nnunet_recur.dataset_conversion.nnunet_writer import DatasetLocationError
+
+    try:
+        summary = function(**kwargs)
+    except (DatasetLocationError, FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    _finish(summary)
+
+
+INHOUSE_HELP = "\n\n".join(
+    [
+        "Convert an in-house cohort (pre-treatment PET/CT + GTV + relapse contours) into a relapse dataset.",
+        "Each patient folder is checked (PET missing, relapse missing, PET corrupt, uneven spacing, "
+        "missing slice, frame of reference, GTV missing or outside the PET); CT and PET are cut to their "
+        "common axial range, PET (SUV) is resampled onto the CT grid, and every case is cropped to one "
+        "box around its GTV centre. Excluded patients go to REPORT_DIR/exclusions.csv and the run "
+        "carries on; case ids are pseudonyms (RECUR_001, ...). Exit code 0 when at least one patient "
+        "converted.",
+        "Example: recur convert inhouse synth_out/patients --dataset-id 501 --split paper --seed 1 "
+        "--id-map ids.csv",
+    ]
+)
+HECKTOR_HELP = "\n\n".join(
+    [
+        "Convert the HECKTOR 2022 training release into a GTVp dataset for pre-training (AI finetune).",
+        "PET is resampled onto the CT grid (linear), labels nearest neighbour; cases with an empty GTVp are "
+        "excluded (gtv_missing), as the authors did; every converted case is a training case.",
+        "Example: recur convert hecktor /data/hecktor2022 --dataset-id 500 --labels gtvp",
+    ]
+)
+
+
+@app.command("inhouse", help=INHOUSE_HELP)
+def inhouse(
+    src: Path = typer.Argument(
+        ...,
+        help="Folder with one sub-folder per patient: a DICOM export (any file names and nesting) "
+        "or ct/pet/gtv/relapse NIfTI.",
+    ),
+    dataset_id: int = typer.Option(..., "--dataset-id", help="nnU-Net dataset number (1-999)."),
+    name: str = typer.Option("RecurOPSCC", "--name", help="Dataset name: DatasetXXX_<name>."),
+    split: str = typer.Option(
+        "paper",
+        "--split",
+        help="paper: random 60/20/20 train/val/test; cv5: 5-fold CV over train+val, test held out.",
+    ),
+    seed: int = typer.Option(12345, "--seed", help="Seed of the random split (recorded in dataset.json)."),
+    crop: str = typer.Option(
+        "auto",
+        "--crop",
+        help="auto: box from the train+val GTV/relapse extent + 15 %; fixed: 160 x 224 x 128 voxels; none.",
+    ),
+    roi_gtv: str = typer.Option(
+        None, "--roi-gtv", help="Regex for GTV ROI names (default: names starting 'GTV')."
+    ),
+    roi_relapse: str = typer.Option(
+        None,
+        "--roi-relapse",
+        help="Regex for relapse ROI names (default: relapse|recur|recidiv|rezidiv|residiv).",
+    ),
+    roi_brain: str = typer.Option(
+        None,
+        "--roi-brain",
+        help="Regex for a brain ROI (default: Brain); without one the brain mask is automatic.",
+    ),
+    report_dir: Path = typer.Option(None, "--report-dir", help=_REPORT_HELP),
+    id_map: Path = typer.Option(None, "--id-map", help=_ID_MAP_HELP),
+    workers: int = typer.Option(1, "--workers", min=1, help=_WORKERS_HELP),
+    raw_dir: Path = typer.Option(None, "--raw-dir", help=_RAW_DIR_HELP),
+) -> None:
+    """Convert an in-house cohort into a relapse dataset (help text: INHOUSE_HELP).
+
+    Example: recur convert inhouse synth_out/patients --dataset-id 501 --split paper --seed 1
+    """
+    from nnunet_recur.dataset_conversion.cohort import convert_inhouse
+
+    _run(
+        convert_inhouse,
+        src=src,
+        dataset_id=dataset_id,
+        name=name,
+        split=split,
+        seed=seed,
+        crop=crop,
+        roi_gtv=roi_gtv,
+        roi_relapse=roi_relapse,
+        roi_brain=roi_brain,
+        report_dir=report_dir,
+        id_map=id_map,
+        workers=workers,
+        raw_dir=raw_dir,
+    )
+
+
+@app.command("hecktor", help=HECKTOR_HELP)
+def hecktor(
+    src: Path = typer.Argument(
+        ..., help="HECKTOR 2022 release folder (imagesTr/ with __CT/__PT, labelsTr/)."
+    ),
+    dataset_id: int = typer.Option(..., "--dataset-id", help="nnU-Net dataset number (1-999)."),
+    name: str = typer.Option("HECKTOR2022", "--name", help="Dataset name: DatasetXXX_<name>."),
+    labels: str = typer.Option("gtvp", "--labels", help="gtvp (the paper's pre-training) or gtvp+gtvn."),
+    crop: str = typer.Option(
+        "fixed", "--crop", help="fixed: 160 x 224 x 128 voxels around the GTVp centre; auto; none."
+    ),
+    report_dir: Path = typer.Option(None, "--report-dir", help=_REPORT_HELP),
+    id_map: Path = typer.Option(None, "--id-map", help=_ID_MAP_HELP),
+    workers: int = typer.Option(1, "--workers", min=1, help=_WORKERS_HELP),
+    raw_dir: Path = typer.Option(None, "--raw-dir", help=_RAW_DIR_HELP),
+) -> None:
+    """Convert the HECKTOR 2022 release into a GTVp dataset (help text: HECKTOR_HELP).
+
+    Example: recur convert hecktor /data/hecktor2022 --dataset-id 500 --labels gtvp
+    """
+    from nnunet_recur.dataset_conversion.cohort import convert_hecktor
+
+    _run(
+        convert_hecktor,
+        src=src,
+        dataset_id=dataset_id,
+        name=name,
+        labels=labels,
+        crop=crop,
+        report_dir=report_dir,
+        id_map=id_map,
+        workers=workers,
+        raw_dir=raw_dir,
+    )
