@@ -11,7 +11,7 @@ import typer
 
 from nnunet_recur.dataset_conversion.cli import app as convert_app
 from nnunet_recur.synthetic.cli import synth
-from nnunet_recur.trainers.cli import env, plan
+from nnunet_recur.trainers.cli import best_seed, env, plan
 from nnunet_recur.workflow.cli import cv, demo
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app.command("synth")(synth)
 app.add_typer(convert_app, name="convert")
 app.command("plan")(plan)
 app.command("env")(env)
+app.command("best-seed")(best_seed)
 app.command("demo")(demo)
 app.command("cv")(cv)
 

@@ -1,0 +1,97 @@
+"""Trainer variants over :class:`nnUNetTrainerRecur`, each named for what it changes.
+
+nnU-Net finds them by class name (``nnUNetv2_train ... -tr NAME``) through the folder ``recur env`` exports as
+``nnUNet_extTrainer``; that folder only re-exports this module.
+"""
+
+from __future__ import annotations
+
+from nnunet_recur.trainers.plain_unet import nnUNetTrainerRecurPlainConvUNet
+from nnunet_recur.trainers.recur_trainer import nnUNetTrainerRecur
+
+__all__ = [
+    "nnUNetTrainerRecur",
+    "nnUNetTrainerRecurPretrain",
+    "nnUNetTrainerRecurPublishedCode",
+    "nnUNetTrainerRecurPublishedCodeFinetune",
+    "nnUNetTrainerRecurNnUNetAugmentation_lr1e3",
+    "nnUNetTrainerRecurPlainConvUNet",
+    "nnUNetTrainerRecur_2epochs",
+    "nnUNetTrainerRecur_5epochs",
+    "nnUNetTrainerRecur_10epochs",
+    "nnUNetTrainerRecurPretrain_2epochs",
+    "nnUNetTrainerRecurPretrain_5epochs",
+    "nnUNetTrainerRecur_shortPatience",
+]
+
+
+class nnUNetTrainerRecurPretrain(nnUNetTrainerRecur):
+    """HECKTOR GTVp pre-training for "AI finetune": the same recipe, monitored on the validation *loss*
+    (scheduler, early stopping, best checkpoint), as the authors' ``train_hecktor.py`` did."""
+
+    monitor = "val_loss"
+
+
+class nnUNetTrainerRecurPublishedCode(nnUNetTrainerRecur):
+    """The authors' scripts where they differ from the paper's text: no lr scheduler, flip p = 0.001,
+    early stopping patience 40 with a minimum improvement of 1e-4 (``EarlyStoppingMetric(delta=1e-4)``)."""
+
+    use_plateau_scheduler = False
+    flip_probability = 0.001
+    early_stopping_patience = 40
+    early_stopping_min_delta = 1e-4
+
+
+class nnUNetTrainerRecurPublishedCodeFinetune(nnUNetTrainerRecurPublishedCode):
+    """The authors' ``train-finetune.py``: the published-code settings with lr 0.01."""
+
+    recur_initial_lr = 0.01
+
+
+class nnUNetTrainerRecurNnUNetAugmentation_lr1e3(nnUNetTrainerRecur):
+    """nnU-Net's default augmentation (rotation, scaling, noise, blur, gamma, mirroring on all axes) and Adam
+    lr 1e-3, for data on which lr 0.1 with flips only is unstable."""
+
+    use_nnunet_augmentation = True
+    recur_initial_lr = 1e-3
+
+
+class nnUNetTrainerRecur_2epochs(nnUNetTrainerRecur):
+    """Smoke runs and the demo: 2 epochs."""
+
+    recur_max_epochs = 2
+
+
+class nnUNetTrainerRecur_5epochs(nnUNetTrainerRecur):
+    """Demo: 5 epochs."""
+
+    recur_max_epochs = 5
+
+
+class nnUNetTrainerRecur_10epochs(nnUNetTrainerRecur):
+    """Demo: 10 epochs."""
+
+    recur_max_epochs = 10
+
+
+class nnUNetTrainerRecurPretrain_2epochs(nnUNetTrainerRecurPretrain):
+    """Smoke runs and the demo: 2 epochs of pre-training."""
+
+    recur_max_epochs = 2
+
+
+class nnUNetTrainerRecurPretrain_5epochs(nnUNetTrainerRecurPretrain):
+    """Demo: 5 epochs of pre-training."""
+
+    recur_max_epochs = 5
+
+
+class nnUNetTrainerRecur_shortPatience(nnUNetTrainerRecur):
+    """Tests and demos of the schedule on any data: lr cut after 2 epochs without improvement (patience 1),
+    early stop after 3. An improvement must beat the best by more than 1.0 - impossible for a Dice - so every
+    epoch after epoch 0 is a plateau epoch: lr 0.1 -> 0.005 after epoch 2, the run ends after epoch 3."""
+
+    plateau_patience = 1
+    early_stopping_patience = 3
+    early_stopping_min_delta = 1.0
+    recur_max_epochs = 12
