@@ -1,0 +1,129 @@
+"""`recur demo` end to end, reduced (few patients, 1 seed, 2 epochs), through the real CLI and the real
+nnU-Net commands; then a rerun that must skip every finished stage."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+RECUR = str(Path(sys.executable).parent / "recur")
+REDUCED = [
+    "--epochs",
+    "2",
+    "--seeds",
+    "1",
+    "--inhouse-cases",
+    "12",
+    "--hecktor-cases",
+    "5",
+    "--device",
+    "cpu",
+]
+METHODS = ("AI random", "AI finetune", "GTV")
+
+
+def _clean_env() -> dict[str, str]:
+    """The demo must need nothing exported: drop any nnU-Net variables of the developer's shell."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "demo_out"
+    start = time.monotonic()
+    proc = subprocess.run(
+        [RECUR, "demo", "--out", str(out), *REDUCED],
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    seconds = time.monotonic() - start
+    assert proc.returncode == 0, (
+        f"demo failed after {seconds:.0f} s:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+    )
+    return out, proc.stdout, seconds
+
+
+@pytest.mark.slow
+def test_reduced_demo_writes_the_report(demo_run):
+    out, stdout, _ = demo_run
+    report = out / "report"
+    # every stage printed the public command it ran
+    for tool in ("$ recur synth", "$ recur convert inhouse", "$ recur plan", "nnUNetv2_train 501 3d_recur 0",
+                 "nnUNetv2_train 502 3d_recur 0", "-pretrained_weights", "$ nnUNetv2_predict",
+                 "$ recur-eval suvmax-sweep", "$ recur-eval compare"):  # fmt: skip
+        assert tool in stdout, tool
+    table = (report / "table1.md").read_text()
+    for row in ("Ground truth", *METHODS, "SUVmax"):
+        assert row in table, row
+    assert "Table 1" in stdout
+
+    stats = json.loads((report / "stats.json").read_text())
+    assert isinstance(stats, dict) and stats
+
+    with (report / "per_case.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[:9] == ["method", "case", "dice", "recall", "precision", "pred_cc", "gt_cc",
+                                 "po_count", "po_captured"]  # fmt: skip
+    methods = {r["method"] for r in rows}
+    assert {"AI random", "AI finetune", "GTV"} <= methods and any(m.startswith("SUVmax") for m in methods)
+    test_cases = sorted(p.name for p in (out / "nnUNet_raw").glob("Dataset502_*/labelsTs/*.nii.gz"))
+    assert len(test_cases) >= 1
+    assert len(rows) == len(methods) * len(test_cases)
+    for r in rows:
+        assert 0.0 <= float(r["dice"]) <= 1.0
+        assert float(r["gt_cc"]) > 0  # every test patient has a relapse
+    gtv_rows = [r for r in rows if r["method"] == "GTV"]
+    assert all(float(r["pred_cc"]) > 0 for r in gtv_rows)
+
+    png = (report / "figure4.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    sweep = json.loads((report / "best.json").read_text())
+    assert 1 <= sweep["percent"] <= 100
+    overlays = sorted((report / "figures").glob("*_po*.png"))
+    assert len(overlays) >= len(test_cases), "expected at least one PO overlay per test patient"
+
+    # seed selection recorded and used
+    choice = json.loads((out / "selection" / "ai_random.json").read_text())
+    assert choice["fold"] == 0 and 0.0 <= choice["validation_dice"] <= 1.0
+
+    # the converter's exclusions were shown to the user
+    assert "excluded by the quality checks" in stdout
+
+
+@pytest.mark.slow
+def test_rerun_skips_finished_stages_quickly(demo_run):
+    out, first_stdout, first_seconds = demo_run
+    start = time.monotonic()
+    proc = subprocess.run(
+        [RECUR, "demo", "--out", str(out), *REDUCED],
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    seconds = time.monotonic() - start
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "nnUNetv2_train" not in proc.stdout
+    n_stages = first_stdout.count("] ")
+    assert proc.stdout.count("already done, skipped") >= 15
+    assert seconds < 30 and seconds < first_seconds / 4, (seconds, n_stages)
+
+
+@pytest.mark.slow
+def test_demo_refuses_other_settings_in_the_same_folder(demo_run):
+    out, _, _ = demo_run
+    args = [a if a != "2" else "5" for a in REDUCED]  # --epochs 5
+    proc = subprocess.run(
+        [RECUR, "demo", "--out", str(out), *args], env=_clean_env(), capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "other settings" in proc.stdout

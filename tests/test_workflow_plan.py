@@ -1,0 +1,187 @@
+"""The demo's and cv's stage lists and the small decisions between stages (no training here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nnunet_recur.workflow import cv as c
+from nnunet_recur.workflow import demo as d
+
+PUBLIC_TOOLS = {"recur", "recur-eval", "nnUNetv2_train", "nnUNetv2_predict"}
+# what nnunet_recur.trainers.variants exports (kept literal: importing it needs torch and nnunetv2)
+AVAILABLE = [
+    "nnUNetTrainerRecur",
+    "nnUNetTrainerRecurPretrain",
+    "nnUNetTrainerRecur_2epochs",
+    "nnUNetTrainerRecur_3epochs",
+    "nnUNetTrainerRecur_10epochs",
+    "nnUNetTrainerRecurPretrain_2epochs",
+    "nnUNetTrainerRecurPretrain_3epochs",
+    "nnUNetTrainerRecur_shortPatience",
+]
+TRAINERS3 = d.resolve_trainers(3, AVAILABLE)
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "nnUNet_raw": str(tmp_path / "raw"),
+        "nnUNet_preprocessed": str(tmp_path / "pre"),
+        "nnUNet_results": str(tmp_path / "res"),
+    }
+
+
+def _summary(fold_dir: Path, dice: float) -> Path:
+    (fold_dir / "validation").mkdir(parents=True)
+    (fold_dir / "validation" / "summary.json").write_text(json.dumps({"foreground_mean": {"Dice": dice}}))
+    return fold_dir
+
+
+def test_best_seed_is_highest_validation_dice_and_nan_never_wins(tmp_path):
+    folds = [_summary(tmp_path / f"fold_{i}", v) for i, v in enumerate([0.31, 0.45, float("nan"), 0.45])]
+    choice = d.select_best_seed(folds)
+    assert choice["fold"] == 1  # tie 0.45 at seeds 1 and 3 -> the lower seed
+    assert choice["validation_dice"] == pytest.approx(0.45)
+    nan_first = [_summary(tmp_path / "n0", float("nan")), _summary(tmp_path / "n1", 0.1)]
+    assert d.select_best_seed(nan_first)["fold"] == 1
+
+
+def test_missing_validation_summary_names_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="fold_0/validation/summary.json"):
+        d.select_best_seed([tmp_path / "fold_0"])
+
+
+def test_demo_stages_use_only_public_commands_in_paper_order(tmp_path):
+    cfg = d.DemoConfig(out=tmp_path / "out", epochs=3, seeds=2)
+    stages = d.build_stages(cfg, _env(tmp_path), TRAINERS3)
+    names = [s.name for s in stages]
+    assert names[0].endswith("synth_hecktor") and names[-1].endswith("compare")
+    assert [n for n in names if "train_ai_random" in n] == [
+        "07_train_ai_random_seed0",
+        "08_train_ai_random_seed1",
+    ]
+    assert names.index("06_pretrain") < names.index("10_train_ai_finetune_seed0")
+    assert len(set(names)) == len(names)
+    static = [s for s in stages if not callable(s.commands)]
+    for stage in static:
+        for argv in stage.resolved_commands():
+            assert argv[0] in PUBLIC_TOOLS
+    synth = stages[1].resolved_commands()[0]
+    assert synth[:2] == ["recur", "synth"] and "--defects" in synth and "inhouse-dicom" in synth
+    pretrain = stages[names.index("06_pretrain")].resolved_commands()[0]
+    assert pretrain[:2] == ["nnUNetv2_train", "501"] and "nnUNetTrainerRecurPretrain_3epochs" in pretrain
+    assert "--c" not in pretrain  # nothing to resume yet
+    finetune = stages[names.index("10_train_ai_finetune_seed0")]
+    argv = finetune.resolved_commands()[0]
+    assert "-pretrained_weights" in argv and argv[3] == "0"
+    assert finetune.env["nnUNet_results"].endswith("ai_finetune")
+
+
+def test_interrupted_training_resumes_with_c_and_drops_pretrained_weights(tmp_path):
+    cfg = d.DemoConfig(out=tmp_path / "out", epochs=3, seeds=1)
+    env = _env(tmp_path)
+    stages = {s.name: s for s in d.build_stages(cfg, env, TRAINERS3)}
+    ft = next(s for n, s in stages.items() if "train_ai_finetune" in n)
+    fold = d.method_fold_dir(d.DemoPaths(cfg, env), d.methods(TRAINERS3)[1], "Dataset502_SynthRecur", 0)
+    fold.mkdir(parents=True)
+    (fold / "checkpoint_latest.pth").write_bytes(b"")
+    argv = ft.resolved_commands()[0]
+    assert "--c" in argv and "-pretrained_weights" not in argv
+
+
+def test_epochs_map_onto_trainer_variants():
+    assert d.resolve_trainers(0, AVAILABLE) == d.DemoTrainers(
+        "nnUNetTrainerRecurPretrain", "nnUNetTrainerRecur"
+    )
+    t10 = d.resolve_trainers(10, AVAILABLE)
+    assert t10.train == "nnUNetTrainerRecur_10epochs"
+    assert t10.pretrain == "nnUNetTrainerRecurPretrain_3epochs" and "3 epochs" in t10.note
+    assert d.resolve_trainers(2, AVAILABLE).pretrain == "nnUNetTrainerRecurPretrain_2epochs"
+    with pytest.raises(ValueError, match="available: 2, 3, 10"):
+        d.resolve_trainers(7, AVAILABLE)
+
+
+def test_real_trainer_variants_cover_the_demo_default():
+    pytest.importorskip("nnunetv2")
+    trainers = d.resolve_trainers(d.DEFAULT_EPOCHS, d.available_trainers())
+    assert trainers.train.endswith(f"_{d.DEFAULT_EPOCHS}epochs")
+
+
+def test_demo_refuses_to_mix_studies_in_one_folder(tmp_path):
+    d.check_config(d.DemoConfig(out=tmp_path, epochs=3))
+    d.check_config(d.DemoConfig(out=tmp_path, epochs=3, device="cuda"))  # device may change
+    with pytest.raises(ValueError, match="epochs: 3 -> 4"):
+        d.check_config(d.DemoConfig(out=tmp_path, epochs=4))
+
+
+def test_foreign_dataset_with_demo_id_is_refused(tmp_path):
+    env = _env(tmp_path)
+    (Path(env["nnUNet_raw"]) / "Dataset502_MyRealData").mkdir(parents=True)
+    Path(env["nnUNet_preprocessed"]).mkdir()
+    with pytest.raises(ValueError, match="Dataset502_MyRealData"):
+        d.check_dataset_ids(env)
+
+
+def test_best_percent_formats_the_command_argument(tmp_path):
+    f = tmp_path / "best.json"
+    f.write_text(json.dumps({"percent": 38, "mean_dice": 0.2}))
+    assert d.best_percent(f) == "38"
+    f.write_text(json.dumps({"percent": 37.5, "mean_dice": 0.2}))
+    assert d.best_percent(f) == "37.5"
+
+
+def test_parse_folds():
+    assert c.parse_folds("0,1,2,3,4") == [0, 1, 2, 3, 4]
+    assert c.parse_folds("3") == [3]
+    for bad in ("", "a,b", "1,1", "-1"):
+        with pytest.raises(c.CVSetupError):
+            c.parse_folds(bad)
+
+
+def _cv_dataset(tmp_path: Path, val_cases: dict[int, list[str]]) -> dict[str, str]:
+    env = _env(tmp_path)
+    raw = Path(env["nnUNet_raw"]) / "Dataset777_Toy"
+    (raw / "labelsTr").mkdir(parents=True)
+    run = Path(env["nnUNet_results"]) / "Dataset777_Toy" / "nnUNetTrainerRecur__nnUNetRecurPlans__3d_recur"
+    for fold, cases in val_cases.items():
+        (run / f"fold_{fold}" / "validation").mkdir(parents=True)
+        for case in cases:
+            (raw / "labelsTr" / f"{case}.nii.gz").write_text("label")
+            (run / f"fold_{fold}" / "validation" / f"{case}.nii.gz").write_text(f"pred{fold}")
+    return env
+
+
+def test_cv_gathers_each_folds_validation_cases_and_pools_them(tmp_path):
+    env = _cv_dataset(tmp_path, {0: ["RECUR_001", "RECUR_002"], 1: ["RECUR_003"]})
+    out = tmp_path / "cv"
+    stages = {s.name: s for s in c.build_cv_stages(777, "nnUNetTrainerRecur", [0, 1], "cpu", out, env)}
+    assert list(stages)[:2] == ["train_fold0", "train_fold1"]
+    train = stages["train_fold1"].resolved_commands()[0]
+    assert train[:4] == ["nnUNetv2_train", "777", "3d_recur", "1"] and "--npz" in train
+    stages["gather_fold0"].action()
+    assert (out / "fold_0" / "cases.txt").read_text().split() == ["RECUR_001", "RECUR_002"]
+    stages["gather_pooled"].action()
+    pooled = out / "pooled" / "predictions"
+    assert (pooled / "RECUR_003.nii.gz").read_text() == "pred1"
+    assert (out / "pooled" / "cases.txt").read_text().split() == ["RECUR_001", "RECUR_002", "RECUR_003"]
+    compare = stages["compare_pooled"].resolved_commands()[0]
+    assert compare[:2] == ["recur-eval", "compare"] and f"nnUNetTrainerRecur={pooled}" in compare
+    assert compare[compare.index("--cases") + 1] == str(out / "pooled" / "cases.txt")
+
+
+def test_cv_pooling_refuses_overlapping_folds(tmp_path):
+    env = _cv_dataset(tmp_path, {0: ["RECUR_001"], 1: ["RECUR_001"]})
+    stages = {
+        s.name: s for s in c.build_cv_stages(777, "nnUNetTrainerRecur", [0, 1], "cpu", tmp_path / "o", env)
+    }
+    with pytest.raises(c.CVSetupError, match="split cv5"):
+        stages["gather_pooled"].action()
+
+
+def test_cv_unknown_dataset_is_a_clear_error(tmp_path):
+    env = _env(tmp_path)
+    Path(env["nnUNet_raw"]).mkdir()
+    with pytest.raises(c.CVSetupError, match="Dataset123"):
+        c.build_cv_stages(123, "nnUNetTrainerRecur", [0], "cpu", tmp_path / "o", env)
