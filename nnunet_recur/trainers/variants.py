@@ -19,8 +19,13 @@ __all__ = [
     "nnUNetTrainerRecur_2epochs",
     "nnUNetTrainerRecur_5epochs",
     "nnUNetTrainerRecur_10epochs",
+    "nnUNetTrainerRecur_20epochs",
+    "nnUNetTrainerRecur_50epochs",
+    "nnUNetTrainerRecur_100epochs",
     "nnUNetTrainerRecurPretrain_2epochs",
     "nnUNetTrainerRecurPretrain_5epochs",
+    "nnUNetTrainerRecurPretrain_10epochs",
+    "nnUNetTrainerRecurPretrain_20epochs",
     "nnUNetTrainerRecur_shortPatience",
 ]
 
@@ -74,6 +79,24 @@ class nnUNetTrainerRecur_10epochs(nnUNetTrainerRecur):
     recur_max_epochs = 10
 
 
+class nnUNetTrainerRecur_20epochs(nnUNetTrainerRecur):
+    """Demo on a faster machine / learning check: 20 epochs."""
+
+    recur_max_epochs = 20
+
+
+class nnUNetTrainerRecur_50epochs(nnUNetTrainerRecur):
+    """Learning check: 50 epochs (early stopping still applies)."""
+
+    recur_max_epochs = 50
+
+
+class nnUNetTrainerRecur_100epochs(nnUNetTrainerRecur):
+    """Learning check: 100 epochs (early stopping still applies)."""
+
+    recur_max_epochs = 100
+
+
 class nnUNetTrainerRecurPretrain_2epochs(nnUNetTrainerRecurPretrain):
     """Smoke runs and the demo: 2 epochs of pre-training."""
 
@@ -84,6 +107,18 @@ class nnUNetTrainerRecurPretrain_5epochs(nnUNetTrainerRecurPretrain):
     """Demo: 5 epochs of pre-training."""
 
     recur_max_epochs = 5
+
+
+class nnUNetTrainerRecurPretrain_10epochs(nnUNetTrainerRecurPretrain):
+    """Learning check: 10 epochs of pre-training."""
+
+    recur_max_epochs = 10
+
+
+class nnUNetTrainerRecurPretrain_20epochs(nnUNetTrainerRecurPretrain):
+    """Learning check: 20 epochs of pre-training."""
+
+    recur_max_epochs = 20
 
 
 class nnUNetTrainerRecur_shortPatience(nnUNetTrainerRecur):
