@@ -131,24 +131,8 @@ class DatasetWriter:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def remove_case(self, case: str) -> list[Path]:
-        """Delete every file of `case` from every part (used when a case changes part or is excluded)."""
-        removed = []
-        for sub in ("images", "labels", "masks"):
-            for part in PARTS:
-                folder = self.folder / f"{sub}{part}"
-                if not folder.is_dir():
-                    continue
-                for path in folder.iterdir():
-                    match = self._case_re.match(path.name)
-                    if match and match.group(1) == case:
-                        path.unlink()
-                        removed.append(path)
-        return removed
-
-    def cases_on_disk(self) -> dict[str, set[str]]:
-        """{case: {parts}} for every converter-named file found in the dataset folder."""
-        found: dict[str, set[str]] = {}
+    def _case_files(self):
+        """Yield (path, case, part) for every converter-named file in the images/labels/masks folders."""
         for sub in ("images", "labels", "masks"):
             for part in PARTS:
                 folder = self.folder / f"{sub}{part}"
@@ -157,7 +141,20 @@ class DatasetWriter:
                 for path in folder.iterdir():
                     match = self._case_re.match(path.name)
                     if match:
-                        found.setdefault(match.group(1), set()).add(part)
+                        yield path, match.group(1), part
+
+    def remove_case(self, case: str) -> list[Path]:
+        """Delete every file of `case` from every part (used when a case changes part or is excluded)."""
+        removed = [path for path, name, _ in self._case_files() if name == case]
+        for path in removed:
+            path.unlink()
+        return removed
+
+    def cases_on_disk(self) -> dict[str, set[str]]:
+        """{case: {parts}} for every converter-named file found in the dataset folder."""
+        found: dict[str, set[str]] = {}
+        for _, case, part in self._case_files():
+            found.setdefault(case, set()).add(part)
         return found
 
     def ensure_folders(self, with_test: bool, with_masks: bool) -> None:
