@@ -97,7 +97,7 @@ def main() -> int:
         "--epochs",
         type=int,
         default=10,
-        help="a trainer variant nnUNetTrainerRecur_<N>epochs must exist (2, 5, 10, 20, 50, 100; 0 = full recipe)",
+        help="nnUNetTrainerRecur_<N>epochs must exist (2, 5, 10, 20, 50, 100; 0 = full recipe)",
     )
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--device", default="cpu")
