@@ -330,3 +330,27 @@ def test_new_patient_is_prepared_like_the_training_data(cohort, tmp_path):
         b = sitk.ReadImage(str(folder / f"{ours}.nii.gz"))
         assert a.GetSize() == b.GetSize() and a.GetOrigin() == b.GetOrigin()
         assert np.array_equal(sitk.GetArrayFromImage(a), sitk.GetArrayFromImage(b))
+
+
+def test_new_patient_command_writes_predict_input_and_refuses_a_folder_without_dataset_json(cohort, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from nnunet_recur.dataset_conversion.cli import app
+
+    root, src, summary = cohort
+    folder = root / "raw" / "Dataset007_Tiny"
+    new = tmp_path / "PAT_B_followup"
+    shutil.copytree(src / "PAT_B", new)
+    (new / "relapse.nii.gz").unlink()
+    out = tmp_path / "input"
+    result = CliRunner().invoke(app, ["new-patient", str(new), "--dataset", str(folder), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == ["RECUR_NEW_0000.nii.gz", "RECUR_NEW_0001.nii.gz"]
+    assert (out / "masks" / "RECUR_NEW_gtv.nii.gz").is_file()
+    assert "PAT_B" not in " ".join(str(p) for p in out.rglob("*"))
+
+    bad = CliRunner().invoke(app, ["new-patient", str(new), "--dataset", str(tmp_path), "--out", str(out)])
+    assert bad.exit_code == 1
+    assert "no dataset.json" in bad.output

@@ -181,3 +181,45 @@ def hecktor(
         workers=workers,
         raw_dir=raw_dir,
     )
+
+
+@app.command("new-patient")
+def new_patient(
+    patient: Path = typer.Argument(
+        ..., help="One patient folder (DICOM CT + PET + RTSTRUCT with a GTV, or ct/pet/gtv NIfTI)."
+    ),
+    dataset: Path = typer.Option(
+        ...,
+        "--dataset",
+        help="The converted training dataset folder (DatasetXXX_Name); its dataset.json holds the crop box.",
+    ),
+    out: Path = typer.Option(..., "--out", help="Folder for nnUNetv2_predict -i (masks go to OUT/masks)."),
+    case: str = typer.Option("RECUR_NEW", "--case", help="Case id of the written files (a pseudonym)."),
+    roi_gtv: str = typer.Option(None, "--roi-gtv", help="Regex of the GTV ROI names (default: TPS names)."),
+    roi_brain: str = typer.Option(None, "--roi-brain", help="Regex of a brain ROI, if the RTSTRUCT has one."),
+) -> None:
+    """Prepare a new patient (no relapse yet) exactly like the training data, for nnUNetv2_predict.
+
+    Same checks, PET -> SUV on the CT grid, and the crop box recorded in the dataset's dataset.json
+    ("recur_crop"), centred on this patient's GTV. Writes OUT/<case>_0000.nii.gz (CT),
+    OUT/<case>_0001.nii.gz (PET) and OUT/masks/<case>_gtv|_brain.nii.gz.
+
+    Example: recur convert new-patient /data/new/patient17 --dataset $nnUNet_raw/Dataset502_RecurOPSCC
+    --out new_cases
+    """
+    from nnunet_recur.dataset_conversion.cohort import prepare_new_patient
+    from nnunet_recur.dataset_conversion.errors import ConversionError
+
+    if not (dataset / "dataset.json").is_file():
+        typer.echo(f"error: {dataset}: no dataset.json (pass the DatasetXXX_Name folder)", err=True)
+        raise typer.Exit(1)
+    try:
+        written = prepare_new_patient(patient, dataset, out, case, roi_gtv=roi_gtv, roi_brain=roi_brain)
+    except ConversionError as err:
+        typer.echo(f"error [{err.cause}]: {err}", err=True)
+        raise typer.Exit(1) from err
+    except KeyError as err:
+        typer.echo(f"error: {dataset / 'dataset.json'}: no crop box {err} recorded", err=True)
+        raise typer.Exit(1) from err
+    for path in written.values():
+        typer.echo(str(path))
