@@ -185,3 +185,21 @@ def test_cv_unknown_dataset_is_a_clear_error(tmp_path):
     Path(env["nnUNet_raw"]).mkdir()
     with pytest.raises(c.CVSetupError, match="Dataset123"):
         c.build_cv_stages(123, "nnUNetTrainerRecur", [0], "cpu", tmp_path / "o", env)
+
+
+def test_cv_pooled_links_carry_the_probability_maps_when_present(tmp_path):
+    source = tmp_path / "fold_0" / "validation"
+    source.mkdir(parents=True)
+    (source / "RECUR_001.nii.gz").write_text("mask1")
+    (source / "RECUR_001.npz").write_text("prob1")
+    (source / "RECUR_002.nii.gz").write_text("mask2")  # trained without --npz: mask only
+    target = tmp_path / "pooled"
+    c.link_cases({source: ["RECUR_001", "RECUR_002"]}, target)
+    assert sorted(p.name for p in target.iterdir()) == [
+        "RECUR_001.nii.gz",
+        "RECUR_001.npz",
+        "RECUR_002.nii.gz",
+    ]
+    assert (target / "RECUR_001.npz").read_text() == "prob1"
+    c.link_cases({source: ["RECUR_002"]}, target)  # rebuilt from scratch
+    assert sorted(p.name for p in target.iterdir()) == ["RECUR_002.nii.gz"]

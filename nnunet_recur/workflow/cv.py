@@ -74,7 +74,8 @@ def _cases_in(folder: Path) -> list[str]:
 
 
 def link_cases(cases_by_source: dict[Path, Sequence[str]], target: Path) -> None:
-    """Fill `target` with links `<case>.nii.gz` -> source files (rebuilt from scratch each time)."""
+    """Fill `target` with links `<case>.nii.gz` (and `<case>.npz` probability maps where nnU-Net wrote them,
+    so the pooled report can draw the CNN's threshold curve) -> source files (rebuilt each time)."""
     if target.exists():
         for f in target.iterdir():
             f.unlink()
@@ -85,6 +86,9 @@ def link_cases(cases_by_source: dict[Path, Sequence[str]], target: Path) -> None
             if not src.is_file():
                 raise FileNotFoundError(f"{src}: expected file for case {case} is missing")
             os.symlink(src, target / f"{case}{NIFTI}")
+            probabilities = src.with_name(f"{case}.npz")
+            if probabilities.is_file():
+                os.symlink(probabilities, target / probabilities.name)
 
 
 def write_case_list(cases: Sequence[str], path: Path) -> None:
