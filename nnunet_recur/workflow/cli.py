@@ -26,6 +26,20 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+def _run_stages(runner, stages, console) -> None:
+    """Run the stages; a failing stage exits 1 with its command and log, Ctrl-C exits 130 (rerun resumes)."""
+    from nnunet_recur.workflow.stages import StageError, report_failure
+
+    try:
+        runner.run(stages)
+    except StageError as err:
+        report_failure(console, err)
+        raise typer.Exit(1) from err
+    except KeyboardInterrupt:
+        console.print("\n[yellow]Interrupted.[/yellow] Run the same command again to resume.")
+        raise typer.Exit(130) from None
+
+
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for everything the demo writes."),
     size: Size = typer.Option(
@@ -73,7 +87,7 @@ def demo(
     from rich.console import Console
 
     from nnunet_recur.workflow import demo as d
-    from nnunet_recur.workflow.stages import StageError, StageRunner, report_failure
+    from nnunet_recur.workflow.stages import StageRunner
 
     console = Console(highlight=False)
     cfg = d.DemoConfig(
@@ -102,14 +116,7 @@ def demo(
     stages = d.build_stages(cfg, env, trainers)
     runner = StageRunner(cfg.out, env=env, console=console)
     start = time.monotonic()
-    try:
-        runner.run(stages)
-    except StageError as err:
-        report_failure(console, err)
-        raise typer.Exit(1) from err
-    except KeyboardInterrupt:
-        console.print("\n[yellow]Interrupted.[/yellow] Run the same command again to resume.")
-        raise typer.Exit(130) from None
+    _run_stages(runner, stages, console)
     d.print_table1(console, cfg.out / "report")
     console.print(f"Demo finished in {(time.monotonic() - start) / 60:.1f} min; logs in {runner.log_dir}")
 
@@ -139,7 +146,7 @@ def cv(
     from rich.console import Console
 
     from nnunet_recur.workflow import cv as c
-    from nnunet_recur.workflow.stages import StageError, StageRunner, report_failure
+    from nnunet_recur.workflow.stages import StageRunner
 
     console = Console(highlight=False)
     try:
@@ -157,14 +164,7 @@ def cv(
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
     runner = StageRunner(out_dir, env=env, console=console)
-    try:
-        runner.run(stages)
-    except StageError as err:
-        report_failure(console, err)
-        raise typer.Exit(1) from err
-    except KeyboardInterrupt:
-        console.print("\n[yellow]Interrupted.[/yellow] Run the same command again to resume.")
-        raise typer.Exit(130) from None
+    _run_stages(runner, stages, console)
     pooled = " and pooled/" if c.pooled_is_possible(stages) else ""
     console.print(
         f"Cross-validation reports in {out_dir} (fold_*/{pooled}: table1.md, per_case.csv, stats.json)"
