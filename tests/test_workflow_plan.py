@@ -203,3 +203,13 @@ def test_cv_pooled_links_carry_the_probability_maps_when_present(tmp_path):
     assert (target / "RECUR_001.npz").read_text() == "prob1"
     c.link_cases({source: ["RECUR_002"]}, target)  # rebuilt from scratch
     assert sorted(p.name for p in target.iterdir()) == ["RECUR_002.nii.gz"]
+
+
+def test_cv_refuses_folds_that_splits_final_json_does_not_have(tmp_path):
+    env = _cv_dataset(tmp_path, {0: ["RECUR_001"]})
+    splits = Path(env["nnUNet_preprocessed"]) / "Dataset777_Toy" / "splits_final.json"
+    splits.parent.mkdir(parents=True, exist_ok=True)
+    splits.write_text(json.dumps([{"train": ["RECUR_002"], "val": ["RECUR_001"]}] * 5))
+    with pytest.raises(c.CVSetupError, match=r"fold\(s\) \[9\] do not exist"):
+        c.build_cv_stages(777, "nnUNetTrainerRecur", [0, 9], "cpu", tmp_path / "o", env)
+    assert c.build_cv_stages(777, "nnUNetTrainerRecur", [0, 4], "cpu", tmp_path / "o", env)

@@ -114,6 +114,15 @@ def build_cv_stages(
     raw = raw_root / dataset
     run_dir = Path(env["nnUNet_results"]) / dataset / f"{trainer}__{PLANS}__{CONFIGURATION}"
     train_env = {"nnUNet_n_proc_DA": "0"} if device == "cpu" else {}
+    splits_file = Path(env["nnUNet_preprocessed"]) / dataset / "splits_final.json"
+    if splits_file.is_file():
+        n_splits = len(json.loads(splits_file.read_text()))
+        unknown = [f for f in folds if f >= n_splits]
+        if unknown:  # nnU-Net would silently train on its own random 80:20 split instead
+            raise CVSetupError(
+                f"{splits_file}: has folds 0-{n_splits - 1}, so fold(s) {unknown} do not exist; "
+                "nnU-Net would train them on a random split of its own"
+            )
     stages: list[Stage] = []
 
     for fold in folds:
@@ -163,7 +172,6 @@ def build_cv_stages(
 
         fold_eval(f"fold{fold}", f"fold {fold}", cases_file, val, out / f"fold_{fold}", gather)
 
-    splits_file = Path(env["nnUNet_preprocessed"]) / dataset / "splits_final.json"
     pool = len(folds) > 1
     if pool and splits_file.is_file():
         splits = json.loads(splits_file.read_text())
