@@ -81,6 +81,20 @@ def cohort(tmp_path_factory):
     return root, src, summary
 
 
+def _convert_tiny(src, root):
+    """The fixture's conversion again (same id, name and seed), writing under `root`."""
+    return convert_inhouse(
+        src,
+        7,
+        "Tiny",
+        seed=3,
+        report_dir=root / "report",
+        raw_dir=root / "raw",
+        preprocessed_dir=root / "pre",
+        show_progress=False,
+    )
+
+
 def test_exclusions_and_summary(cohort):
     root, _, summary = cohort
     assert summary.line == (
@@ -166,30 +180,12 @@ def test_rerun_skips_finished_cases_and_is_byte_identical(cohort, tmp_path):
     folder = root / "raw" / "Dataset007_Tiny"
     before = _digest(folder)
     mtimes = {p: p.stat().st_mtime_ns for p in folder.rglob("*.nii.gz")}
-    again = convert_inhouse(
-        src,
-        7,
-        "Tiny",
-        seed=3,
-        report_dir=root / "report",
-        raw_dir=root / "raw",
-        preprocessed_dir=root / "pre",
-        show_progress=False,
-    )
+    again = _convert_tiny(src, root)
     assert again.written == 0 and again.skipped == 8
     assert _digest(folder) == before
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*.nii.gz")} == mtimes
     # a fresh conversion into another folder gives the very same bytes
-    fresh = convert_inhouse(
-        src,
-        7,
-        "Tiny",
-        seed=3,
-        report_dir=tmp_path / "report",
-        raw_dir=tmp_path / "raw",
-        preprocessed_dir=tmp_path / "pre",
-        show_progress=False,
-    )
+    fresh = _convert_tiny(src, tmp_path)
     assert fresh.written == 8
     assert _digest(tmp_path / "raw" / "Dataset007_Tiny") == before
 
@@ -200,16 +196,7 @@ def test_interrupted_case_is_redone(cohort):
     victim = next(iter(sorted((folder / "imagesTr").glob("*_0000.nii.gz"))))
     content = victim.read_bytes()
     victim.unlink()  # as if the run died before the last rename of this case
-    again = convert_inhouse(
-        src,
-        7,
-        "Tiny",
-        seed=3,
-        report_dir=root / "report",
-        raw_dir=root / "raw",
-        preprocessed_dir=root / "pre",
-        show_progress=False,
-    )
+    again = _convert_tiny(src, root)
     assert again.written == 1
     assert victim.read_bytes() == content
 
