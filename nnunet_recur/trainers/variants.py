@@ -12,6 +12,7 @@ from nnunet_recur.trainers.recur_trainer import nnUNetTrainerRecur
 __all__ = [
     "nnUNetTrainerRecur",
     "nnUNetTrainerRecurPretrain",
+    "nnUNetTrainerRecurFinetune",
     "nnUNetTrainerRecurPublishedCode",
     "nnUNetTrainerRecurPublishedCodeFinetune",
     "nnUNetTrainerRecurNnUNetAugmentation_lr1e3",
@@ -22,6 +23,12 @@ __all__ = [
     "nnUNetTrainerRecur_20epochs",
     "nnUNetTrainerRecur_50epochs",
     "nnUNetTrainerRecur_100epochs",
+    "nnUNetTrainerRecurFinetune_2epochs",
+    "nnUNetTrainerRecurFinetune_5epochs",
+    "nnUNetTrainerRecurFinetune_10epochs",
+    "nnUNetTrainerRecurFinetune_20epochs",
+    "nnUNetTrainerRecurFinetune_50epochs",
+    "nnUNetTrainerRecurFinetune_100epochs",
     "nnUNetTrainerRecurPretrain_2epochs",
     "nnUNetTrainerRecurPretrain_5epochs",
     "nnUNetTrainerRecurPretrain_10epochs",
@@ -35,6 +42,12 @@ class nnUNetTrainerRecurPretrain(nnUNetTrainerRecur):
     (scheduler, early stopping, best checkpoint), as the authors' ``train_hecktor.py`` did."""
 
     monitor = "val_loss"
+
+
+class nnUNetTrainerRecurFinetune(nnUNetTrainerRecur):
+    """AI finetune: the same recipe as "AI random", started from the HECKTOR pre-trained weights
+    (``-pretrained_weights``). Its own class so that the model gets its own results folder by name, and
+    ``recur best-seed``, export and zip tools see two models, not one trainer under two nnUNet_results."""
 
 
 class nnUNetTrainerRecurPublishedCode(nnUNetTrainerRecur):
@@ -130,3 +143,39 @@ class nnUNetTrainerRecur_shortPatience(nnUNetTrainerRecur):
     early_stopping_patience = 3
     early_stopping_min_delta = 1.0
     recur_max_epochs = 12
+
+
+class nnUNetTrainerRecurFinetune_2epochs(nnUNetTrainerRecurFinetune):
+    """Smoke runs and the demo: 2 epochs of fine-tuning."""
+
+    recur_max_epochs = 2
+
+
+class nnUNetTrainerRecurFinetune_5epochs(nnUNetTrainerRecurFinetune):
+    """Demo: 5 epochs of fine-tuning."""
+
+    recur_max_epochs = 5
+
+
+class nnUNetTrainerRecurFinetune_10epochs(nnUNetTrainerRecurFinetune):
+    """Demo: 10 epochs of fine-tuning."""
+
+    recur_max_epochs = 10
+
+
+class nnUNetTrainerRecurFinetune_20epochs(nnUNetTrainerRecurFinetune):
+    """Demo on a faster machine / learning check: 20 epochs of fine-tuning."""
+
+    recur_max_epochs = 20
+
+
+class nnUNetTrainerRecurFinetune_50epochs(nnUNetTrainerRecurFinetune):
+    """Learning check: 50 epochs of fine-tuning (early stopping still applies)."""
+
+    recur_max_epochs = 50
+
+
+class nnUNetTrainerRecurFinetune_100epochs(nnUNetTrainerRecurFinetune):
+    """Learning check: 100 epochs of fine-tuning (early stopping still applies)."""
+
+    recur_max_epochs = 100
