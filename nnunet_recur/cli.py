@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from nnunet_recur.dataset_conversion.cli import app as convert_app
+from nnunet_recur.prediction.cli import PREDICT_HELP, predict
 from nnunet_recur.synthetic.cli import synth
 from nnunet_recur.trainers.cli import best_seed, env, plan
 from nnunet_recur.workflow.cli import cv, demo
@@ -33,6 +34,7 @@ app.command("env")(env)
 app.command("best-seed")(best_seed)
 app.command("demo")(demo)
 app.command("cv")(cv)
+app.command("predict", help=PREDICT_HELP)(predict)
 
 
 def main() -> None:  # console-script entry point

@@ -735,6 +735,52 @@ def convert_hecktor(
     return convert_cohort(hecktor_sources(src), settings, source_root=str(src), show_progress=show_progress)
 
 
+@dataclass
+class NewPatientInput:
+    """A new patient prepared like the training data: the case on its CT grid, the cropped images the
+    model sees (keys as `crop_case`), and where the box sits (voxel index of its first voxel in `case.ct`)."""
+
+    case: object  # PreparedCase (carries planning_ct / planning_series for putting predictions back)
+    images: dict
+    box: CropBox
+    box_start: tuple[int, int, int]
+
+
+def crop_box_of(dataset_json: dict) -> CropBox:
+    """The crop box recorded by the converter; KeyError('recur_crop') when there is none."""
+    if "recur_crop" not in dataset_json:
+        raise KeyError("recur_crop")
+    return CropBox.from_json(dataset_json["recur_crop"])
+
+
+def prepare_new_patient_input(
+    patient_folder: str | Path,
+    dataset_json: dict,
+    *,
+    roi_gtv: str | None = None,
+    roi_brain: str | None = None,
+) -> NewPatientInput:
+    """The one preparation path of a new patient (no relapse yet), shared by `recur convert new-patient`
+    and `recur predict`: same reader, checks, axial cut and PET resampling as training, and the crop box
+    recorded in the training dataset's dataset.json (same size in voxels, centred on this patient's GTV).
+    Raises ConversionError with the exclusion cause when the patient fails a check."""
+    from nnunet_recur.dataset_conversion import geometry
+    from nnunet_recur.dataset_conversion.inhouse import load_inhouse_patient
+    from nnunet_recur.dataset_conversion.prepare import crop_case, measure_case
+
+    box = crop_box_of(dataset_json)
+    defaults = InhouseOptions()
+    options = InhouseOptions(
+        roi_gtv=roi_gtv or defaults.roi_gtv, roi_brain=roi_brain or defaults.roi_brain, require_relapse=False
+    )
+    options.validate()
+    case = load_inhouse_patient(patient_folder, options)
+    centre = measure_case(case).centre_index
+    images = crop_case(case, box, centre)
+    start = geometry.box_start(centre, box.size_voxels) if box.size_voxels is not None else (0, 0, 0)
+    return NewPatientInput(case=case, images=images, box=box, box_start=start)
+
+
 def prepare_new_patient(
     patient_folder: str | Path,
     dataset_folder: str | Path,
@@ -745,24 +791,16 @@ def prepare_new_patient(
     roi_brain: str | None = None,
 ) -> dict[str, Path]:
     """A new patient (no relapse yet) prepared exactly like the training data of `dataset_folder`, for
-    `nnUNetv2_predict -i OUT_DIR`: same checks, axial cut, PET resampling, and the crop box recorded in
-    its dataset.json (same size in voxels, centred on this patient's GTV centre).
+    `nnUNetv2_predict -i OUT_DIR` (see `prepare_new_patient_input`).
 
     Writes OUT_DIR/<case>_0000.nii.gz, _0001.nii.gz and OUT_DIR/masks/<case>_gtv|_brain.nii.gz (the
     masks the evaluation reads); a relapse, when the folder has one, goes to OUT_DIR/labels/<case>.nii.gz.
     Raises ConversionError with the exclusion cause when the patient fails a check.
     """
-    from nnunet_recur.dataset_conversion.inhouse import load_inhouse_patient
-    from nnunet_recur.dataset_conversion.prepare import crop_case, measure_case
-
     dataset_json = json.loads((Path(dataset_folder) / "dataset.json").read_text())
-    box = CropBox.from_json(dataset_json["recur_crop"])
-    defaults = InhouseOptions()
-    options = InhouseOptions(
-        roi_gtv=roi_gtv or defaults.roi_gtv, roi_brain=roi_brain or defaults.roi_brain, require_relapse=False
-    )
-    case = load_inhouse_patient(patient_folder, options)
-    images = crop_case(case, box, measure_case(case).centre_index)
+    images = prepare_new_patient_input(
+        patient_folder, dataset_json, roi_gtv=roi_gtv, roi_brain=roi_brain
+    ).images
     out_dir = Path(out_dir)
     targets = {
         "ct": out_dir / f"{case_id}_0000.nii.gz",

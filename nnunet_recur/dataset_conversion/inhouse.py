@@ -116,6 +116,7 @@ def _load_nifti_patient(folder: Path, options: InhouseOptions) -> PreparedCase:
         source=str(folder),
         require_label=options.require_relapse,
     )
+    case.planning_ct = ct
     return _with_brain(case, options, "brain.nii.gz" if brain is not None else None)
 
 
@@ -239,6 +240,7 @@ def _load_dicom_patient(folder: Path, options: InhouseOptions) -> PreparedCase:
         require_label=options.require_relapse,
     )
     case.notes[:0] = [f"GTV = {gtv_names}", f"relapse = {relapse_names}"] + gtv_notes + relapse_notes
+    case.planning_ct, case.planning_series = ct, ct_series
     return _with_brain(case, options, brain_name)
 
 

@@ -34,6 +34,9 @@ class PreparedCase:
 
     `label` is what nnU-Net learns (relapse 0/1, or HECKTOR GTVp/GTVn 0/1/2); `gtv` centres the crop
     and is also written as an auxiliary mask; `brain` may be None (HECKTOR).
+    `planning_ct` is the CT as read, before the axial cut, and `planning_series` its DICOM series (None for
+    NIfTI): `recur predict` puts the prediction back on that full grid and references those slices.
+    Neither is staged between the converter's passes.
     """
 
     ct: sitk.Image
@@ -42,6 +45,8 @@ class PreparedCase:
     gtv: sitk.Image
     brain: sitk.Image | None = None
     notes: list[str] = field(default_factory=list)
+    planning_ct: sitk.Image | None = None
+    planning_series: object | None = None
 
 
 @dataclass(frozen=True)

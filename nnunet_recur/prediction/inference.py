@@ -1,0 +1,137 @@
+"""nnU-Net's `nnUNetPredictor`, in-process, on one prepared (cropped) patient: one probability map per fold.
+
+The cropped CT and PET are handed over as nnU-Net's SimpleITK reader would read them from the files that
+`recur convert new-patient` writes (float32 channels, spacing reversed to z, y, x), so the result equals
+`nnUNetv2_predict --save_probabilities` on those files. The case is preprocessed once; each fold's weights
+then give their own logits and their own sigmoid probability (the ensemble mean and spread are taken over
+probabilities, per seed, in `ensemble`). Test-time mirroring is off unless asked for (`tta`), and then only
+along the axes the trainer allows (nnU-Net reads them from the checkpoint).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnunet_recur.prediction.model import Model, ModelError
+
+
+def pick_device(device: str):
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("--device cuda: no CUDA device available")
+    if device not in ("cpu", "cuda"):
+        raise ModelError(f"--device {device!r}: choose auto, cpu or cuda")
+    return torch.device(device)
+
+
+@dataclass
+class FoldPredictor:
+    """One nnUNetPredictor holding the weights of `folds`; built once, reused for every patient."""
+
+    model: Model
+    folds: list[int]
+    device: str = "auto"
+    tta: bool = False
+    tile_step_size: float = 0.5
+
+    def __post_init__(self) -> None:
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+        torch_device = pick_device(self.device)
+        self.predictor = nnUNetPredictor(
+            tile_step_size=self.tile_step_size,
+            use_gaussian=True,
+            use_mirroring=self.tta,
+            perform_everything_on_device=torch_device.type == "cuda",
+            device=torch_device,
+            verbose=False,
+            verbose_preprocessing=False,
+            allow_tqdm=False,
+        )
+        try:
+            self.predictor.initialize_from_trained_model_folder(
+                str(self.model.folder), use_folds=tuple(self.folds), checkpoint_name=self.model.checkpoint
+            )
+        except Exception as exc:  # a trainer class nnU-Net cannot find, a damaged checkpoint, ...
+            raise ModelError(
+                f"{self.model.folder}: cannot load the model ({type(exc).__name__}: {exc})"
+            ) from exc
+        self.fold_parameters = list(self.predictor.list_of_parameters)
+        heads = self.predictor.label_manager.num_segmentation_heads
+        if not self.predictor.label_manager.has_regions or heads != 1:
+            raise ModelError(
+                f"{self.model.folder}: expected one sigmoid output (relapse), the model has {heads} "
+                f"{'region' if self.predictor.label_manager.has_regions else 'softmax'} output(s)"
+            )
+
+    @property
+    def mirroring_axes(self):
+        return self.predictor.allowed_mirroring_axes if self.tta else None
+
+    def predict(self, images: dict) -> list[np.ndarray]:
+        """Relapse probability (float32, z, y, x, on the crop) for each fold, in `self.folds` order."""
+        import torch
+        from nnunetv2.inference.data_iterators import PreprocessAdapterFromNpy
+        from nnunetv2.inference.export_prediction import (
+            convert_predicted_logits_to_segmentation_with_correct_shape,
+        )
+
+        ct, pet = images["ct"], images["pet"]
+        data = np.stack([_as_nnunet_reads(ct), _as_nnunet_reads(pet)]).astype(np.float32)
+        properties = {
+            "sitk_stuff": {
+                "spacing": ct.GetSpacing(),
+                "origin": ct.GetOrigin(),
+                "direction": ct.GetDirection(),
+            },
+            "spacing": list(ct.GetSpacing())[::-1],
+        }
+        p = self.predictor
+        adapter = PreprocessAdapterFromNpy(
+            [data],
+            [None],
+            [properties],
+            [None],
+            p.plans_manager,
+            p.dataset_json,
+            p.configuration_manager,
+            num_threads_in_multithreaded=1,
+            verbose=False,
+        )
+        item = next(adapter)
+        probabilities = []
+        for parameters in self.fold_parameters:
+            p.list_of_parameters = [parameters]
+            with torch.inference_mode():
+                logits = p.predict_logits_from_preprocessed_data(item["data"]).cpu()
+            _, probability = convert_predicted_logits_to_segmentation_with_correct_shape(
+                logits,
+                p.plans_manager,
+                p.configuration_manager,
+                p.label_manager,
+                item["data_properties"],
+                return_probabilities=True,
+            )
+            probabilities.append(np.asarray(probability[0], dtype=np.float32))
+        p.list_of_parameters = self.fold_parameters
+        return probabilities
+
+
+def _as_nnunet_reads(image) -> np.ndarray:
+    """The array nnU-Net's SimpleITKIO gets from the NIfTI file of `image` (written, then read back)."""
+    import SimpleITK as sitk
+
+    return sitk.GetArrayFromImage(image).astype(np.float32)
+
+
+def ensemble(probabilities: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Mean probability over folds and, with several folds, the voxel-wise standard deviation (ddof 0)."""
+    stack = np.stack(probabilities).astype(np.float32)
+    mean = stack.mean(axis=0, dtype=np.float64).astype(np.float32)
+    std = stack.std(axis=0, dtype=np.float64).astype(np.float32) if len(probabilities) > 1 else None
+    return mean, std
