@@ -1,0 +1,285 @@
+"""`recur predict` end to end: a tiny synthetic DICOM cohort through `recur synth`, `recur convert inhouse`,
+`recur plan` and `nnUNetv2_train` (2 epochs, CPU), then a test patient predicted from its ORIGINAL DICOM
+folder, compared with `nnUNetv2_predict --save_probabilities` on the converter's file of the same case;
+ensemble, rerun, model zip on a machine without the training data, batches and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+DATASET_ID = 996
+DATASET = f"Dataset{DATASET_ID}_PredictTiny"
+TRAINER = "nnUNetTrainerRecur_2epochs"
+MODEL_FOLDER = f"{TRAINER}__nnUNetRecurPlans__3d_recur"
+
+
+def run(command: list[str], env: dict, timeout: int = 600) -> str:
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{output[-4000:]}"
+    return output
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Synthetic DICOM cohort -> dataset -> plans -> one 2-epoch model; returns (root, env, test patient)."""
+    root = tmp_path_factory.mktemp("predict_e2e")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_") and k != "RECUR_SEED"}
+    env.update(
+        nnUNet_raw=str(root / "raw"),
+        nnUNet_preprocessed=str(root / "pre"),
+        nnUNet_results=str(root / "results"),
+        nnUNet_def_n_proc="1",
+        nnUNet_compile="false",
+        OMP_NUM_THREADS="2",
+    )
+    for line in run([str(BIN / "recur"), "env"], env).splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export ") :].partition("=")
+            env[key] = shlex.split(value)[0]
+    run([str(BIN / "recur"), "synth", str(root / "synth"), "--cases", "6", "--seed", "0"], env)
+    run(
+        [str(BIN / "recur"), "convert", "inhouse", str(root / "synth" / "patients")]
+        + ["--dataset-id", str(DATASET_ID), "--name", "PredictTiny", "--seed", "1"]
+        + ["--report-dir", str(root / "report")],
+        env,
+    )
+    run([str(BIN / "recur"), "plan", str(DATASET_ID)], env)
+    run(
+        [str(BIN / "nnUNetv2_train"), str(DATASET_ID), "3d_recur", "0", "-p", "nnUNetRecurPlans"]
+        + ["-tr", TRAINER, "-device", "cpu"],
+        {**env, "nnUNet_n_proc_DA": "0"},
+    )
+    with open(root / "report" / "cases.csv") as handle:
+        test_rows = [row for row in csv.DictReader(handle) if row["role"] == "test"]
+    patient = root / "synth" / "patients" / test_rows[0]["patient"]
+    return root, env, patient, test_rows[0]["case"]
+
+
+def model_dir(root: Path) -> Path:
+    return root / "results" / DATASET / MODEL_FOLDER
+
+
+def predict(args: list[str], env: dict, monkeypatch):
+    """`recur predict` in-process (the model loads in this process, as a user's run would)."""
+    from typer.testing import CliRunner
+
+    from nnunet_recur.cli import app
+
+    for key, value in env.items():
+        if key.startswith("nnUNet_"):
+            monkeypatch.setenv(key, value)
+    return CliRunner().invoke(app, ["predict", *args])
+
+
+def without_pet(patient: Path, target: Path) -> Path:
+    shutil.copytree(patient, target)
+    for path in target.rglob("*"):
+        if path.is_file() and pydicom.dcmread(path, stop_before_pixels=True).Modality == "PT":
+            path.unlink()
+    return target
+
+
+def test_predict_from_the_original_dicom_equals_nnunetv2_predict(trained, monkeypatch):
+    root, env, patient, case = trained
+    out = root / "out_single"
+    result = predict(
+        [str(patient), "--model", str(model_dir(root)), "--out", str(out), "--device", "cpu"]
+        + ["--thresholds", "0.3,0.5", "--boost-cc", "5", "--include-gtv"],
+        env,
+        monkeypatch,
+    )
+    assert result.exit_code == 0, result.output
+    names = {p.name for p in out.iterdir()}
+    assert names == {
+        "probability.nii.gz",
+        "RS_recur_prediction.dcm",
+        "SEG_recur_rois.dcm",
+        "SEG_recur_probability.dcm",
+        "report.html",
+        "summary.json",
+    }
+
+    # nnU-Net's own prediction of the converter's file of this very case
+    stock = root / "stock"
+    run(
+        [str(BIN / "nnUNetv2_predict"), "-i", str(root / "raw" / DATASET / "imagesTs"), "-o", str(stock)]
+        + ["-d", str(DATASET_ID), "-c", "3d_recur", "-p", "nnUNetRecurPlans", "-tr", TRAINER, "-f", "0"]
+        + ["--save_probabilities", "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_tta"],
+        env,
+    )
+    expected = np.load(stock / f"{case}.npz")["probabilities"][0]
+    crop = sitk.ReadImage(str(root / "raw" / DATASET / "imagesTs" / f"{case}_0000.nii.gz"))
+    probability = sitk.ReadImage(str(out / "probability.nii.gz"))
+    assert probability.GetPixelID() == sitk.sitkFloat32
+    start = np.round(probability.TransformPhysicalPointToContinuousIndex(crop.GetOrigin())).astype(int)
+    full = sitk.GetArrayFromImage(probability)
+    size = crop.GetSize()
+    lo = np.maximum(start, 0)
+    hi = np.minimum(start + np.asarray(size), probability.GetSize())
+    ours = full[lo[2] : hi[2], lo[1] : hi[1], lo[0] : hi[0]]
+    theirs = expected[
+        lo[2] - start[2] : hi[2] - start[2],
+        lo[1] - start[1] : hi[1] - start[1],
+        lo[0] - start[0] : hi[0] - start[0],
+    ]
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    outside = full.copy()
+    outside[lo[2] : hi[2], lo[1] : hi[1], lo[0] : hi[0]] = 0
+    assert not outside.any()  # outside the crop = 0
+
+    # on the full planning CT, and the DICOM objects file under the planning CT's patient and frame
+    from nnunet_recur.dataset_conversion.dicom_series import read_image_series, scan_folder
+
+    series = next(s for s in scan_folder(patient) if s.modality == "CT")
+    ct = read_image_series(series)
+    assert probability.GetSize() == ct.GetSize()
+    np.testing.assert_allclose(probability.GetOrigin(), ct.GetOrigin(), atol=1e-4)
+    rs = pydicom.dcmread(out / "RS_recur_prediction.dcm")
+    assert rs.FrameOfReferenceUID == series.frame_of_reference_uid and rs.PatientID == series.first.PatientID
+    assert [r.ROIName for r in rs.StructureSetROISequence] == [
+        "Recur_p30",
+        "Recur_p50",
+        "Recur_5cc",
+        "GTV_used",
+    ]
+    from nnunet_recur.dataset_conversion.rtstruct import rasterise_roi, read_rtstruct
+
+    structure = read_rtstruct(out / "RS_recur_prediction.dcm")
+    p50 = sitk.GetArrayFromImage(rasterise_roi(structure.roi("Recur_p50").contours, ct)).astype(bool)
+    np.testing.assert_array_equal(p50, full > 0.5)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"]["folds"] == [0] and summary["statement"] == "RESEARCH TOOL, NOT A MEDICAL DEVICE"
+    assert summary["levels"][1]["volume_ml"] == pytest.approx(
+        p50.sum() * np.prod(ct.GetSpacing()) / 1000, abs=1e-3
+    )
+    assert summary["gtv"]["suvmax"] > 0 and len(summary["provenance"]["input"]["sha256"]) == 64
+    report = (out / "report.html").read_text()
+    assert "data:image/png;base64," in report and "NOT A MEDICAL DEVICE" in report
+    assert patient.name not in report and patient.name not in json.dumps(summary)
+
+
+def test_ensemble_then_rerun_and_a_zip_on_a_machine_without_the_training_data(trained, monkeypatch, tmp_path):
+    root, env, patient, _ = trained
+    single = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "out_single" / "probability.nii.gz")))
+    # two "seeds" with the same weights: the ensemble mean equals the single fold, the SD is 0
+    copied = tmp_path / DATASET / MODEL_FOLDER
+    shutil.copytree(model_dir(root), copied)
+    shutil.copytree(copied / "fold_0", copied / "fold_1")
+    out = tmp_path / "out"
+    result = predict(
+        [str(patient), "--model", str(copied), "--out", str(out), "--folds", "0", "1"], env, monkeypatch
+    )
+    assert result.exit_code == 0, result.output
+    assert "folds [0, 1]" in result.output
+    mean = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "probability.nii.gz")))
+    np.testing.assert_allclose(mean, single, atol=1e-6)
+    assert not sitk.GetArrayFromImage(sitk.ReadImage(str(out / "uncertainty_std.nii.gz"))).any()
+    level = json.loads((out / "summary.json").read_text())["levels"][0]
+    assert len(level["volume_ml_per_fold"]) == 2 and level["volume_ml_sd_over_folds"] == 0
+    # a rerun replaces the outputs and leaves none of the earlier run behind
+    result = predict(
+        [str(patient), "--model", str(copied), "--out", str(out), "--folds", "1"], env, monkeypatch
+    )
+    assert result.exit_code == 0, result.output
+    assert not (out / "uncertainty_std.nii.gz").exists()
+    assert json.loads((out / "summary.json").read_text())["model"]["folds"] == [1]
+
+    archive = tmp_path / "model.zip"
+    run(
+        [
+            str(BIN / "nnUNetv2_export_model_to_zip"),
+            "-d",
+            str(DATASET_ID),
+            "-o",
+            str(archive),
+            "-c",
+            "3d_recur",
+        ]
+        + ["-tr", TRAINER, "-p", "nnUNetRecurPlans", "-f", "0"],
+        env,
+    )
+    elsewhere = {
+        k: str(tmp_path / "empty" / k) for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+    }
+    result = predict(
+        [str(patient), "--model", str(archive), "--out", str(tmp_path / "zip_out")],
+        {**env, **elsewhere},
+        monkeypatch,
+    )
+    assert result.exit_code == 0, result.output
+    from_zip = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "zip_out" / "probability.nii.gz")))
+    np.testing.assert_array_equal(from_zip, single)
+
+
+def test_a_batch_reports_the_failing_patient_and_carries_on(trained, monkeypatch, tmp_path):
+    root, env, patient, _ = trained
+    broken = without_pet(patient, tmp_path / "NO_PET")
+    out = tmp_path / "batch"
+    result = predict(
+        [str(patient), str(broken), "--model", str(model_dir(root)), "--out", str(out)], env, monkeypatch
+    )
+    assert result.exit_code == 1
+    assert "FAIL NO_PET [pet_missing]" in result.output and "1 of 2 patient(s) predicted" in result.output
+    assert (out / patient.name / "RS_recur_prediction.dcm").is_file() and not (out / "NO_PET").exists()
+
+
+def _error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith(("error", "FAIL"))]
+
+
+def test_bad_input_gives_one_line_naming_the_problem_and_writes_nothing(trained, monkeypatch, tmp_path):
+    root, env, patient, _ = trained
+    model = model_dir(root)
+    no_gtv = tmp_path / "NO_GTV"
+    shutil.copytree(patient, no_gtv)
+    for path in no_gtv.rglob("*"):
+        ds = pydicom.dcmread(path) if path.is_file() else None
+        if ds is not None and ds.Modality == "RTSTRUCT":
+            keep = {
+                r.ROINumber for r in ds.StructureSetROISequence if not r.ROIName.upper().startswith("GTV")
+            }
+            ds.StructureSetROISequence = [r for r in ds.StructureSetROISequence if r.ROINumber in keep]
+            ds.ROIContourSequence = [r for r in ds.ROIContourSequence if r.ReferencedROINumber in keep]
+            ds.RTROIObservationsSequence = [
+                r for r in ds.RTROIObservationsSequence if r.ReferencedROINumber in keep
+            ]
+            ds.save_as(path)
+    wrong_channels = tmp_path / "channels" / MODEL_FOLDER
+    shutil.copytree(model, wrong_channels)
+    dataset_json = json.loads((wrong_channels / "dataset.json").read_text())
+    (wrong_channels / "dataset.json").write_text(json.dumps({**dataset_json, "channel_names": {"0": "CT"}}))
+    wrong_crop = tmp_path / "crop" / MODEL_FOLDER
+    shutil.copytree(model, wrong_crop)
+    crop = {**dataset_json["recur_crop"], "reference_spacing_mm": [0.5, 0.5, 1.0]}
+    (wrong_crop / "dataset.json").write_text(json.dumps({**dataset_json, "recur_crop": crop}))
+    cases = {
+        "gtv_missing": [str(no_gtv), "--model", str(model)],
+        "pet_missing": [str(without_pet(patient, tmp_path / "NO_PET")), "--model", str(model)],
+        "input channels": [str(patient), "--model", str(wrong_channels)],
+        "crop box was derived at CT spacing": [str(patient), "--model", str(wrong_crop)],
+        "unknown fold 7": [str(patient), "--model", str(model), "--folds", "7"],
+    }
+    for expected, args in cases.items():
+        out = tmp_path / f"out_{expected.replace(' ', '_')}"
+        result = predict([*args, "--out", str(out)], env, monkeypatch)
+        assert result.exit_code != 0, (expected, result.output)
+        lines = _error_lines(result.output)
+        assert len(lines) == 1 and expected in lines[0], (expected, result.output)
+        assert "Traceback" not in result.output
+        assert not out.exists(), expected
