@@ -10,6 +10,7 @@ along the axes the trainer allows (nnU-Net reads them from the checkpoint).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,10 @@ class FoldPredictor:
     def __post_init__(self) -> None:
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
+        from nnunet_recur.trainers.environment import EXT_TRAINER_VARIABLE, ext_trainer_value
+
+        # nnU-Net finds the trainer class named in the checkpoint through this variable: no `recur env` needed
+        os.environ[EXT_TRAINER_VARIABLE] = ext_trainer_value(os.environ)
         torch_device = pick_device(self.device)
         self.predictor = nnUNetPredictor(
             tile_step_size=self.tile_step_size,
