@@ -169,7 +169,10 @@ def choose_folds(model: Model, folds: list[str]) -> tuple[list[int], str]:
     if not folds or folds == ["best"]:
         selection = model.folder / SELECTION_FILE
         if not selection.is_file() and read_seed_runs(model.folder):
-            select_best_seed(model.folder)
+            try:
+                select_best_seed(model.folder)  # the project's one best-seed rule; writes the selection
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"{model.folder}: cannot select the best seed ({exc})") from exc
         if selection.is_file():
             best = int(json.loads(selection.read_text())["best_fold"])
             if best not in model.available_folds:
