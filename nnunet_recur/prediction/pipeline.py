@@ -372,6 +372,11 @@ def run_patient(folder: Path, out: Path, predictor, options: PredictOptions) -> 
         return PatientResult(folder.name, str(out), False, exc.cause, str(exc), time.perf_counter() - started)
     except ModelError as exc:
         return PatientResult(folder.name, str(out), False, "model", str(exc), time.perf_counter() - started)
+    except Exception as exc:  # a reader or writer bug nobody foresaw: record it, the batch carries on
+        message = f"{folder}: {type(exc).__name__}: {exc}".replace("\n", " ")
+        return PatientResult(
+            folder.name, str(out), False, "unexpected", message, time.perf_counter() - started
+        )
     return PatientResult(folder.name, str(out), True, seconds=time.perf_counter() - started)
 
 
