@@ -8,7 +8,8 @@ depend on them) with the paper's crop box 160 x 224 x 128 voxels (x, y, z) and p
 - floor = read (scan the folder, CT series, PET -> SUV, RTSTRUCT; the converter's readers) + N forward passes
   of the network on one 2 x 128 x 224 x 160 volume (torch.inference_mode), N = number of folds;
 - predict = `run_patient` (preparation with the quality checks, nnU-Net's predictor, uncrop, RTSTRUCT, two
-  SEGs, report, atomic writes), the model already loaded (as in a batch).
+  SEGs, report, atomic writes), the model already loaded (as in a batch); ROIs at 0.3 (the whole crop, see
+  `write_model`) and 0.5 (empty).
 
 Target: predict / floor <= 1.5 for one fold; the ensemble (--folds N: N copies of the same weights) is
 recorded too. Writes JSON beside the printed table.
@@ -109,6 +110,11 @@ def write_model(folder: Path, n_folds: int, spacing_zyx: list[float]) -> None:
     (folder / "dataset.json").write_text(json.dumps(dataset))
     torch.manual_seed(0)
     weights = RecurUNet(input_channels=2, num_classes=1).state_dict()
+    # Random weights give salt-and-pepper maps no trained model makes (millions of one-voxel contours); a
+    # zero output layer gives probability 0.5 everywhere in the crop instead. The forward pass costs the
+    # same, and with --thresholds 0.3,0.5 the ROIs are the whole crop (the largest possible) and empty.
+    weights["decoder.seg_layers.0.weight"].zero_()
+    weights["decoder.seg_layers.0.bias"].zero_()
     for fold in range(n_folds):
         (folder / f"fold_{fold}").mkdir()
         torch.save(
@@ -182,7 +188,7 @@ def main() -> None:
         started = time.perf_counter()
         predictor = FoldPredictor(model, list(range(n_folds)), device="cpu")
         load_s = time.perf_counter() - started
-        options = PredictOptions()
+        options = PredictOptions(thresholds=[0.3, 0.5])
         run_patient(patient, work / "warmup", predictor, options)  # warm caches (imports, first torch call)
         result = run_patient(patient, work / f"out_{n_folds}", predictor, options)
         assert result.ok, result.message

@@ -229,10 +229,14 @@ def test_ensemble_then_rerun_and_a_zip_on_a_machine_without_the_training_data(tr
 
 def test_a_batch_reports_the_failing_patient_and_carries_on(trained, monkeypatch, tmp_path):
     root, env, patient, _ = trained
-    broken = without_pet(patient, tmp_path / "NO_PET")
+    cohort = tmp_path / "cohort"
+    shutil.copytree(patient, cohort / patient.name)
+    without_pet(patient, cohort / "NO_PET")
     out = tmp_path / "batch"
-    result = predict(
-        [str(patient), str(broken), "--model", str(model_dir(root)), "--out", str(out)], env, monkeypatch
+    result = predict(  # two worker processes, each with its own predictor
+        [str(cohort), "--cohort", "--workers", "2", "--model", str(model_dir(root)), "--out", str(out)],
+        env,
+        monkeypatch,
     )
     assert result.exit_code == 1
     assert "FAIL NO_PET [pet_missing]" in result.output and "1 of 2 patient(s) predicted" in result.output
