@@ -4,9 +4,18 @@ A patient may relapse in several places, so the reference relapse mask is split 
 components (26-connectivity: voxels touching by a face, an edge or a corner belong together). Each
 component is eroded once with a 3x3x3 structuring element; its PO is the centre of volume of the
 eroded component (of the component itself when erosion empties it, e.g. a 2-voxel-thin relapse),
-snapped to the nearest voxel of the component (physical distance, ties to the first voxel in array
-order) so that the PO always lies inside its relapse. A PO is *captured* when that voxel is inside
-the prediction.
+snapped into that core (the eroded component when erosion leaves voxels, else the component), so the PO
+always lies inside its relapse and, where the relapse has a core, away from its rim. The snapping rule,
+for a centre equidistant to several voxels included (`snap_to_core`):
+
+1. the core voxel(s) nearest to the centre of volume by physical distance (spacing counts; distances
+   equal within a relative 1e-9 count as ties);
+2. among ties, the voxel deepest inside the component (largest Euclidean distance in mm to the
+   nearest voxel outside it);
+3. among remaining ties, the first in array order (z, then y, then x): a fixed, documented last resort.
+
+A PO is *captured* when that voxel is inside the prediction; `distances_to_prediction_mm` gives, per
+PO, the distance from its voxel centre to the nearest predicted voxel centre (0 when captured).
 
 The published code's criterion (the eroded component overlaps the prediction anywhere) is reported
 next to it as `captured_published`; where erosion empties the component the component itself is used.
@@ -71,9 +80,8 @@ def points_of_origin(reference: Volume, box: tuple[slice, ...] | None = None) ->
         eroded = ndimage.binary_erosion(component, structure=EROSION_ELEMENT, border_value=0)
         eroded_voxels = int(np.count_nonzero(eroded))
         core = eroded if eroded_voxels else component
-        centre = np.argwhere(core).mean(axis=0)
         voxels = np.argwhere(component)
-        nearest = voxels[np.argmin((((voxels - centre) * spacing) ** 2).sum(axis=1))]
+        nearest = snap_to_core(core, component, spacing)
         local_offset = offset + np.array([s.start for s in padded])
         index = tuple(int(v) for v in nearest + local_offset)
         core_box = tuple(
@@ -92,6 +100,52 @@ def points_of_origin(reference: Volume, box: tuple[slice, ...] | None = None) ->
         )
     assert len(result) == count
     return result
+
+
+#: Two squared distances within this relative difference are a tie (float round-off, not geometry).
+TIE_RELATIVE = 1e-9
+
+
+def snap_to_core(core: np.ndarray, component: np.ndarray, spacing_zyx) -> np.ndarray:
+    """The PO voxel (local index z, y, x) for a core inside a component: the rule of the module doc."""
+    from scipy import ndimage
+
+    spacing = np.asarray(spacing_zyx, dtype=np.float64)
+    candidates = np.argwhere(core)
+    centre = candidates.mean(axis=0)
+    squared = (((candidates - centre) * spacing) ** 2).sum(axis=1)
+    nearest = squared <= squared.min() * (1.0 + TIE_RELATIVE) + 1e-12
+    candidates = candidates[nearest]
+    if len(candidates) > 1:
+        padded = np.pad(component, 1)
+        depth = ndimage.distance_transform_edt(padded, sampling=spacing)[1:-1, 1:-1, 1:-1]
+        depths = depth[tuple(candidates.T)]
+        candidates = candidates[depths >= depths.max() * (1.0 - TIE_RELATIVE)]
+    return candidates[np.lexsort(candidates.T[::-1])[0]]
+
+
+def distances_to_prediction_mm(
+    points: list[PointOfOrigin], prediction: np.ndarray, grid
+) -> list[float | None]:
+    """Per PO: distance (mm) from its voxel centre to the nearest predicted voxel centre.
+
+    0.0 when the PO is captured; None when the prediction is empty (no distance exists).
+    """
+    distances: list[float | None] = []
+    predicted = None
+    spacing = np.asarray(grid.spacing_zyx, dtype=np.float64)
+    for po in points:
+        if prediction[po.index_zyx]:
+            distances.append(0.0)
+            continue
+        if predicted is None:
+            predicted = np.argwhere(as_mask(prediction))
+        if predicted.size == 0:
+            distances.append(None)
+            continue
+        offsets = (predicted - np.asarray(po.index_zyx)) * spacing
+        distances.append(float(np.sqrt((offsets**2).sum(axis=1).min())))
+    return distances
 
 
 def captured(po: PointOfOrigin, prediction: np.ndarray) -> bool:

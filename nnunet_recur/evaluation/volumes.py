@@ -1,8 +1,12 @@
 """Reading evaluation inputs from disk: volumes with their geometry, case lists, dataset folders.
 
-Evaluation reads files only (nnU-Net naming) and never imports the trainers or the converter. Every
-volume travels with its grid (`Volume`), and grids are compared in exactly one place
-(`require_same_grid`) with one tolerance, so a resampling slip upstream is refused, not averaged.
+Evaluation reads files only (nnU-Net naming) and never imports the trainers; from the converter it
+borrows exactly one function, the NIfTI truncation guard `nifti_io.check_nifti_complete`, so that both
+sides of the pipeline refuse a cut-short file by the same rule (ITK silently zero-fills it). On top of
+it `read_volume` refuses non-finite voxels: a NaN would otherwise count as background in a mask and as
+"no uptake" in a PET. Every volume travels with its grid (`Volume`), and grids are compared in exactly
+one place (`require_same_grid`) with one tolerance, so a resampling slip upstream is refused, not
+averaged.
 """
 
 from __future__ import annotations
@@ -105,18 +109,102 @@ class Volume:
         return str(self.path) if self.path is not None else "<in-memory volume>"
 
 
+def require_complete(path: Path) -> None:
+    """The converter's truncation guard (header's voxel bytes vs the gzip stream), as an EvaluationError.
+
+    A zero-byte or non-NIfTI file fails here too (no header to read).
+    """
+    import struct
+    import zlib
+
+    from nnunet_recur.dataset_conversion.nifti_io import check_nifti_complete
+
+    try:
+        check_nifti_complete(Path(path))
+    except (OSError, EOFError, ValueError, struct.error, zlib.error) as exc:
+        lines = str(exc).strip().splitlines()
+        raise EvaluationError(
+            f"{path}: unreadable or truncated NIfTI ({lines[0] if lines else type(exc).__name__})"
+        ) from exc
+
+
+def require_finite(array: np.ndarray, name: str) -> None:
+    """Refuse NaN / +-inf voxels, naming the file and how many there are (integer arrays pass as is)."""
+    if not np.issubdtype(array.dtype, np.floating) and not np.issubdtype(array.dtype, np.complexfloating):
+        return
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = int(finite.size - np.count_nonzero(finite))
+        raise EvaluationError(f"{name}: {bad} non-finite voxel(s) (NaN or inf); refusing to score them")
+
+
+#: NIfTI datatype codes of floating-point voxels -> numpy dtype (the only ones that can hold NaN / inf).
+_NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8", 32: "c8", 1792: "c16"}
+_SCAN_CHUNK_BYTES = 1 << 24
+
+
+def nonfinite_nifti_voxels(path: Path) -> int:
+    """Number of NaN / inf voxels stored in a NIfTI file, read from the raw voxel stream.
+
+    ITK's NIfTI reader turns NaN into 0 (measured with SimpleITK 2.5), so the array it returns cannot
+    show them: the bytes on disk are scanned instead, in 16 MiB chunks. Integer files hold none (0).
+    """
+    import gzip
+    import struct
+
+    path = Path(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        header = fh.read(544)
+        for endian in ("<", ">"):
+            (sizeof_hdr,) = struct.unpack(endian + "i", header[:4])
+            if sizeof_hdr == 348:
+                (datatype,) = struct.unpack(endian + "h", header[70:72])
+                (offset,) = struct.unpack(endian + "f", header[108:112])
+                offset = int(offset) or 352
+                break
+            if sizeof_hdr == 540:
+                (datatype,) = struct.unpack(endian + "h", header[12:14])
+                (offset,) = struct.unpack(endian + "q", header[168:176])
+                offset = int(offset) or 544
+                break
+        else:
+            raise EvaluationError(f"{path}: not a NIfTI header")
+        if datatype not in _NIFTI_FLOAT_TYPES:
+            return 0
+        dtype = np.dtype(endian + _NIFTI_FLOAT_TYPES[datatype])
+        fh.seek(offset)
+        bad, tail = 0, b""
+        while chunk := fh.read(_SCAN_CHUNK_BYTES):
+            chunk = tail + chunk
+            usable = len(chunk) - len(chunk) % dtype.itemsize
+            values = np.frombuffer(chunk[:usable], dtype=dtype)
+            bad += int(values.size - np.count_nonzero(np.isfinite(values)))
+            tail = chunk[usable:]
+    return bad
+
+
 def read_volume(path: Path, dtype=None) -> Volume:
-    """Read one NIfTI (or any SimpleITK format) file; a missing or unreadable file is an EvaluationError."""
+    """Read one NIfTI (or any SimpleITK format) file, refusing missing, truncated and non-finite files.
+
+    Every failure is an EvaluationError naming the file.
+    """
     import SimpleITK as sitk
 
     path = Path(path)
     if not path.is_file():
         raise EvaluationError(f"{path}: file not found")
+    if path.name.endswith((".nii", NIFTI)):
+        require_complete(path)
+        bad = nonfinite_nifti_voxels(path)
+        if bad:
+            raise EvaluationError(f"{path}: {bad} non-finite voxel(s) (NaN or inf); refusing to score them")
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise EvaluationError(f"{path}: unreadable image ({str(exc).strip().splitlines()[-1]})") from exc
     array = sitk.GetArrayFromImage(image)
+    require_finite(array, str(path))
     if dtype is not None and array.dtype != dtype:
         array = array.astype(dtype)
     return Volume(array=array, grid=Grid.of(image), path=path)
@@ -189,11 +277,27 @@ def cases_in(folder: Path, suffix: str = "") -> list[str]:
     if not folder.is_dir():
         raise EvaluationError(f"{folder}: folder not found")
     tail = suffix + NIFTI
-    return sorted(
+    found = sorted(
         p.name[: -len(tail)]
         for p in folder.iterdir()
         if p.name.endswith(tail) and not p.name.startswith(".") and len(p.name) > len(tail)
     )
+    refuse_case_duplicates(found, folder)
+    return found
+
+
+def refuse_case_duplicates(cases: Iterable[str], where) -> None:
+    """Case ids that differ only in letter case (RECUR_001, recur_001) are one patient twice: refused.
+
+    They would count as two cases, and on a case-insensitive file system they are one file.
+    """
+    groups: dict[str, list[str]] = {}
+    for case in cases:
+        groups.setdefault(case.casefold(), []).append(case)
+    clashes = [sorted(set(g)) for g in groups.values() if len(set(g)) > 1]
+    if clashes:
+        listed = "; ".join(" / ".join(g) for g in clashes)
+        raise EvaluationError(f"{where}: case ids that differ only in letter case: {listed}")
 
 
 def parse_cases(value: str | None) -> list[str] | None:
@@ -209,6 +313,7 @@ def parse_cases(value: str | None) -> list[str] | None:
     cases = [c for c in cases if c]
     if not cases:
         raise EvaluationError(f"--cases {value!r} names no case")
+    refuse_case_duplicates(cases, f"--cases {value!r}")
     return cases
 
 
