@@ -423,9 +423,10 @@ def compare(
     Writes OUT/per_case.csv (method,case,dice,recall,precision,pred_cc,gt_cc,po_count,po_captured,...),
     OUT/table1.md and table1.csv (the paper's Table 1), OUT/stats.json (paired t-test, Wilcoxon,
     bootstrap CI, Fisher exact on POs), OUT/summary.json, OUT/points_of_origin.csv, OUT/po_capture.csv,
-    OUT/capture_curve.csv, OUT/capture_vs_volume.png and OUT/figures/<case>_po<N>.png. A case missing
-    from a method is an error (or a footnote with --allow-missing); images on different grids are
-    refused.
+    OUT/capture_curve.csv, OUT/capture_vs_volume.png and OUT/figures/<case>_po<N>.png, written into a
+    staging folder and swapped in whole; OUT/compare.status.json says whether the last run completed. A
+    case missing from a method is an error (or a footnote with --allow-missing); truncated, NaN-holding,
+    duplicate-id or differently-gridded inputs are refused (one error line, exit 2).
 
     Example: recur-eval compare --dataset 501 --pred "AI random=preds/random" --pred
     "SUVmax=preds/suvmax" --pred "GTV contour=preds/gtv" --best "AI random" --out eval/test
