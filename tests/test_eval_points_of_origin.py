@@ -150,3 +150,19 @@ def test_component_at_the_volume_edge():
     (point,) = po.points_of_origin(volume(reference))
     assert point.eroded_voxels == 1
     assert point.index_zyx == (1, 1, 1)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_distance_search_in_growing_boxes_equals_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(60):
+        shape = tuple(int(n) for n in rng.integers(5, 40, 3))
+        prediction = rng.random(shape) < rng.choice([0.0, 0.0005, 0.01, 0.2])
+        spacing = rng.uniform(0.5, 6.0, 3)
+        index = tuple(int(rng.integers(0, n)) for n in shape)
+        points = np.argwhere(prediction)
+        expected = None
+        if points.size:
+            expected = float(np.sqrt((((points - index) * spacing) ** 2).sum(axis=1).min()))
+        got = po._nearest_mm(prediction, index, spacing)
+        assert (got is None and expected is None) or got == pytest.approx(expected, abs=1e-9)

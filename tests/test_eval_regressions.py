@@ -353,3 +353,20 @@ def test_12_summary_records_version_commit_command_line_and_input_hashes(clean, 
     label = str(clean["labels"] / "RECUR_001.nii.gz")
     assert provenance["input_sha256"][label] == hashlib.sha256(Path(label).read_bytes()).hexdigest()
     assert str(clean["ai"] / "RECUR_003.nii.gz") in provenance["input_sha256"]
+
+
+def test_1_guarded_float_reader_gives_itks_array_and_grid(tmp_path):
+    # floats are decompressed by the guard itself (one pass, NaN checked on the way): same as ITK's
+    rng = np.random.default_rng(3)
+    image = sitk.GetImageFromArray(rng.normal(size=(7, 9, 11)).astype(np.float64))
+    image.SetDirection((0, 1, 0, 0, 0, 1, 1, 0, 0))
+    image.SetSpacing((1.0, 2.0, 3.0))
+    image.SetOrigin((4.0, 5.0, 6.0))
+    for name in ("rotated.nii.gz", "rotated.nii"):
+        sitk.WriteImage(image, str(tmp_path / name))
+        volume = read_volume(tmp_path / name)
+        reference = sitk.ReadImage(str(tmp_path / name))
+        assert np.array_equal(volume.array, sitk.GetArrayFromImage(reference))
+        assert volume.array.dtype == np.float64 and volume.array.flags.writeable
+        assert volume.grid.direction == pytest.approx(reference.GetDirection())
+        assert volume.grid.origin == pytest.approx(reference.GetOrigin())

@@ -131,21 +131,39 @@ def distances_to_prediction_mm(
 
     0.0 when the PO is captured; None when the prediction is empty (no distance exists).
     """
-    distances: list[float | None] = []
-    predicted = None
     spacing = np.asarray(grid.spacing_zyx, dtype=np.float64)
-    for po in points:
-        if prediction[po.index_zyx]:
-            distances.append(0.0)
-            continue
-        if predicted is None:
-            predicted = np.argwhere(as_mask(prediction))
-        if predicted.size == 0:
-            distances.append(None)
-            continue
-        offsets = (predicted - np.asarray(po.index_zyx)) * spacing
-        distances.append(float(np.sqrt((offsets**2).sum(axis=1).min())))
-    return distances
+    return [
+        0.0 if prediction[po.index_zyx] else _nearest_mm(prediction, po.index_zyx, spacing) for po in points
+    ]
+
+
+#: First search radius of `_nearest_mm`; it grows 4x per round.
+_SEARCH_START_MM = 16.0
+
+
+def _nearest_mm(prediction: np.ndarray, index, spacing: np.ndarray) -> float | None:
+    """Distance to the nearest non-zero voxel, searched in growing boxes around `index`.
+
+    A box reaching `r` mm from the voxel along every axis holds every voxel closer than `r`; so the
+    nearest voxel found in it is the global nearest once its distance is <= r. Far cheaper than
+    scanning the whole volume for a prediction near the PO (the common case).
+    """
+    centre = np.asarray(index)
+    shape = np.asarray(prediction.shape)
+    radius = _SEARCH_START_MM
+    while True:
+        half = np.ceil(radius / spacing).astype(int)
+        low, high = np.maximum(centre - half, 0), np.minimum(centre + half + 1, shape)
+        box = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
+        found = np.argwhere(as_mask(prediction[box]))
+        whole = bool(np.all(low == 0) and np.all(high == shape))
+        if found.size:
+            nearest = float(np.sqrt((((found + low - centre) * spacing) ** 2).sum(axis=1).min()))
+            if nearest <= radius or whole:
+                return nearest
+        elif whole:
+            return None
+        radius *= 4.0
 
 
 def captured(po: PointOfOrigin, prediction: np.ndarray) -> bool:

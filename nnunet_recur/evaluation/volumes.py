@@ -143,51 +143,122 @@ _NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8", 32: "c8", 1792: "c16"}
 _SCAN_CHUNK_BYTES = 1 << 24
 
 
+@dataclass(frozen=True)
+class _NiftiLayout:
+    """What the NIfTI header says about the voxel stream (NIfTI-1 or -2, either byte order)."""
+
+    dtype: np.dtype | None  # None: not a floating-point type
+    offset: int
+    voxels: int
+    slope: float
+    intercept: float
+
+    @property
+    def plain_float(self) -> bool:
+        """Real float32/float64 voxels stored as values (no scaling): readable straight from the stream."""
+        return (
+            self.dtype is not None
+            and self.dtype.kind == "f"
+            and self.slope in (0.0, 1.0)
+            and self.intercept == 0.0
+        )
+
+
+def _nifti_layout(path: Path, header: bytes) -> _NiftiLayout:
+    import struct
+
+    for endian in ("<", ">"):
+        (sizeof_hdr,) = struct.unpack(endian + "i", header[:4])
+        if sizeof_hdr == 348:
+            (datatype,) = struct.unpack(endian + "h", header[70:72])
+            dims = struct.unpack(endian + "8h", header[40:56])
+            (offset,) = struct.unpack(endian + "f", header[108:112])
+            slope, intercept = struct.unpack(endian + "2f", header[112:120])
+            offset = int(offset) or 352
+            break
+        if sizeof_hdr == 540:
+            (datatype,) = struct.unpack(endian + "h", header[12:14])
+            dims = struct.unpack(endian + "8q", header[16:80])
+            (offset,) = struct.unpack(endian + "q", header[168:176])
+            slope, intercept = struct.unpack(endian + "2d", header[176:192])
+            offset = int(offset) or 544
+            break
+    else:
+        raise EvaluationError(f"{path}: not a NIfTI header")
+    voxels = 1
+    for d in dims[1 : max(1, min(int(dims[0]), 7)) + 1]:
+        voxels *= max(int(d), 1)
+    code = _NIFTI_FLOAT_TYPES.get(int(datatype))
+    return _NiftiLayout(
+        dtype=np.dtype(endian + code) if code else None,
+        offset=offset,
+        voxels=voxels,
+        slope=float(slope) if np.isfinite(slope) else 0.0,
+        intercept=float(intercept) if np.isfinite(intercept) else 0.0,
+    )
+
+
+def _voxel_stream(path: Path):
+    """A binary file object over the uncompressed bytes of a .nii or .nii.gz file."""
+    import gzip
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    return opener(path, "rb")
+
+
 def nonfinite_nifti_voxels(path: Path) -> int:
     """Number of NaN / inf voxels stored in a NIfTI file, read from the raw voxel stream.
 
     ITK's NIfTI reader turns NaN into 0 (measured with SimpleITK 2.5), so the array it returns cannot
     show them: the bytes on disk are scanned instead, in 16 MiB chunks. Integer files hold none (0).
     """
-    import gzip
-    import struct
-
     path = Path(path)
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        header = fh.read(544)
-        for endian in ("<", ">"):
-            (sizeof_hdr,) = struct.unpack(endian + "i", header[:4])
-            if sizeof_hdr == 348:
-                (datatype,) = struct.unpack(endian + "h", header[70:72])
-                (offset,) = struct.unpack(endian + "f", header[108:112])
-                offset = int(offset) or 352
-                break
-            if sizeof_hdr == 540:
-                (datatype,) = struct.unpack(endian + "h", header[12:14])
-                (offset,) = struct.unpack(endian + "q", header[168:176])
-                offset = int(offset) or 544
-                break
-        else:
-            raise EvaluationError(f"{path}: not a NIfTI header")
-        if datatype not in _NIFTI_FLOAT_TYPES:
+    with _voxel_stream(path) as fh:
+        layout = _nifti_layout(path, fh.read(544))
+        if layout.dtype is None:
             return 0
-        dtype = np.dtype(endian + _NIFTI_FLOAT_TYPES[datatype])
-        fh.seek(offset)
+        fh.seek(layout.offset)
         bad, tail = 0, b""
         while chunk := fh.read(_SCAN_CHUNK_BYTES):
             chunk = tail + chunk
-            usable = len(chunk) - len(chunk) % dtype.itemsize
-            values = np.frombuffer(chunk[:usable], dtype=dtype)
+            usable = len(chunk) - len(chunk) % layout.dtype.itemsize
+            values = np.frombuffer(chunk[:usable], dtype=layout.dtype)
             bad += int(values.size - np.count_nonzero(np.isfinite(values)))
             tail = chunk[usable:]
     return bad
 
 
+def _plain_float_voxels(path: Path) -> np.ndarray | None:
+    """The voxels of an unscaled float32/float64 NIfTI, decompressed once, in file order (1-D, native).
+
+    None for any other file (integer or scaled voxels: ITK reads those, NaN cannot hide in integers;
+    scaled floats are scanned by `nonfinite_nifti_voxels`). Reading the floats ourselves means the NaN
+    check costs no second decompression: only the header is left to ITK.
+    """
+    with _voxel_stream(path) as fh:
+        layout = _nifti_layout(path, fh.read(544))
+        if not layout.plain_float:
+            return None
+        fh.seek(layout.offset)
+        data = bytearray(layout.voxels * layout.dtype.itemsize)  # writable, like ITK's arrays
+        view, filled = memoryview(data), 0
+        while filled < len(data) and (got := fh.readinto(view[filled:])):
+            filled += got
+    if filled != len(data):
+        raise EvaluationError(f"{path}: voxel data truncated ({filled} of {len(data)} bytes)")
+    return np.frombuffer(data, dtype=layout.dtype).astype(layout.dtype.newbyteorder("="), copy=False)
+
+
+def _refuse_nonfinite(count: int, path: Path) -> None:
+    if count:
+        raise EvaluationError(f"{path}: {count} non-finite voxel(s) (NaN or inf); refusing to score them")
+
+
 def read_volume(path: Path, dtype=None) -> Volume:
     """Read one NIfTI (or any SimpleITK format) file, refusing missing, truncated and non-finite files.
 
-    Every failure is an EvaluationError naming the file.
+    Every failure is an EvaluationError naming the file. Unscaled float NIfTI voxels are decompressed
+    once by us (and checked for NaN / inf on the way); ITK then only reads the header for the grid.
     """
     import SimpleITK as sitk
 
@@ -196,9 +267,30 @@ def read_volume(path: Path, dtype=None) -> Volume:
         raise EvaluationError(f"{path}: file not found")
     if path.name.endswith((".nii", NIFTI)):
         require_complete(path)
-        bad = nonfinite_nifti_voxels(path)
-        if bad:
-            raise EvaluationError(f"{path}: {bad} non-finite voxel(s) (NaN or inf); refusing to score them")
+        values = _plain_float_voxels(path)
+        if values is not None:
+            _refuse_nonfinite(int(values.size - np.count_nonzero(np.isfinite(values))), path)
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            try:
+                reader.ReadImageInformation()
+            except RuntimeError as exc:
+                raise EvaluationError(
+                    f"{path}: unreadable image ({str(exc).strip().splitlines()[-1]})"
+                ) from exc
+            grid = Grid(
+                size=tuple(int(s) for s in reader.GetSize()),
+                spacing=tuple(float(s) for s in reader.GetSpacing()),
+                origin=tuple(float(o) for o in reader.GetOrigin()),
+                direction=tuple(float(d) for d in reader.GetDirection()),
+            )
+            if reader.GetNumberOfComponents() == 1 and values.size == int(np.prod(grid.size)):
+                array = values.reshape(grid.shape)
+                if dtype is not None and array.dtype != dtype:
+                    array = array.astype(dtype)
+                return Volume(array=array, grid=grid, path=path)
+        else:
+            _refuse_nonfinite(nonfinite_nifti_voxels(path), path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
