@@ -155,8 +155,9 @@ def _nearest_mm(prediction: np.ndarray, index, spacing: np.ndarray) -> float | N
         half = np.ceil(radius / spacing).astype(int)
         low, high = np.maximum(centre - half, 0), np.minimum(centre + half + 1, shape)
         box = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
-        found = np.argwhere(as_mask(prediction[box]))
         whole = bool(np.all(low == 0) and np.all(high == shape))
+        window = prediction[box]
+        found = np.argwhere(as_mask(window)) if window.any() else np.empty((0, 3), dtype=np.intp)
         if found.size:
             nearest = float(np.sqrt((((found + low - centre) * spacing) ** 2).sum(axis=1).min()))
             if nearest <= radius or whole:

@@ -206,47 +206,60 @@ def _voxel_stream(path: Path):
     return opener(path, "rb")
 
 
+def _count_nonfinite(fh, layout: _NiftiLayout) -> int:
+    """NaN / inf voxels in the stream `fh` (positioned anywhere), scanned in 16 MiB chunks."""
+    fh.seek(layout.offset)
+    bad, tail = 0, b""
+    while chunk := fh.read(_SCAN_CHUNK_BYTES):
+        chunk = tail + chunk
+        usable = len(chunk) - len(chunk) % layout.dtype.itemsize
+        values = np.frombuffer(chunk[:usable], dtype=layout.dtype)
+        bad += int(values.size - np.count_nonzero(np.isfinite(values)))
+        tail = chunk[usable:]
+    return bad
+
+
+def _read_all_voxels(fh, layout: _NiftiLayout, path: Path) -> np.ndarray:
+    """Every voxel of the stream `fh`, in file order (1-D, native byte order, writable like ITK's)."""
+    fh.seek(layout.offset)
+    data = bytearray(layout.voxels * layout.dtype.itemsize)
+    view, filled = memoryview(data), 0
+    while filled < len(data) and (got := fh.readinto(view[filled:])):
+        filled += got
+    if filled != len(data):
+        raise EvaluationError(f"{path}: voxel data truncated ({filled} of {len(data)} bytes)")
+    return np.frombuffer(data, dtype=layout.dtype).astype(layout.dtype.newbyteorder("="), copy=False)
+
+
 def nonfinite_nifti_voxels(path: Path) -> int:
     """Number of NaN / inf voxels stored in a NIfTI file, read from the raw voxel stream.
 
     ITK's NIfTI reader turns NaN into 0 (measured with SimpleITK 2.5), so the array it returns cannot
-    show them: the bytes on disk are scanned instead, in 16 MiB chunks. Integer files hold none (0).
+    show them: the bytes on disk are scanned instead. Integer files hold none (0).
     """
     path = Path(path)
     with _voxel_stream(path) as fh:
         layout = _nifti_layout(path, fh.read(544))
-        if layout.dtype is None:
-            return 0
-        fh.seek(layout.offset)
-        bad, tail = 0, b""
-        while chunk := fh.read(_SCAN_CHUNK_BYTES):
-            chunk = tail + chunk
-            usable = len(chunk) - len(chunk) % layout.dtype.itemsize
-            values = np.frombuffer(chunk[:usable], dtype=layout.dtype)
-            bad += int(values.size - np.count_nonzero(np.isfinite(values)))
-            tail = chunk[usable:]
-    return bad
+        return 0 if layout.dtype is None else _count_nonfinite(fh, layout)
 
 
-def _plain_float_voxels(path: Path) -> np.ndarray | None:
-    """The voxels of an unscaled float32/float64 NIfTI, decompressed once, in file order (1-D, native).
+def _guarded_float_voxels(path: Path) -> np.ndarray | None:
+    """One pass over a NIfTI's voxel stream: NaN / inf refused; unscaled float voxels returned.
 
-    None for any other file (integer or scaled voxels: ITK reads those, NaN cannot hide in integers;
-    scaled floats are scanned by `nonfinite_nifti_voxels`). Reading the floats ourselves means the NaN
-    check costs no second decompression: only the header is left to ITK.
+    Returns the voxels (1-D, file order) of an unscaled float32/float64 file, decompressed once, so
+    the NaN check costs no second decompression and ITK is left only the header. None for other files:
+    integer voxels cannot hold NaN; scaled or complex floats are scanned here and then read by ITK.
     """
     with _voxel_stream(path) as fh:
         layout = _nifti_layout(path, fh.read(544))
-        if not layout.plain_float:
+        if layout.dtype is None:
             return None
-        fh.seek(layout.offset)
-        data = bytearray(layout.voxels * layout.dtype.itemsize)  # writable, like ITK's arrays
-        view, filled = memoryview(data), 0
-        while filled < len(data) and (got := fh.readinto(view[filled:])):
-            filled += got
-    if filled != len(data):
-        raise EvaluationError(f"{path}: voxel data truncated ({filled} of {len(data)} bytes)")
-    return np.frombuffer(data, dtype=layout.dtype).astype(layout.dtype.newbyteorder("="), copy=False)
+        if not layout.plain_float:
+            _refuse_nonfinite(_count_nonfinite(fh, layout), path)
+            return None
+        values = _read_all_voxels(fh, layout, path)
+    _refuse_nonfinite(int(values.size - np.count_nonzero(np.isfinite(values))), path)
+    return values
 
 
 def _refuse_nonfinite(count: int, path: Path) -> None:
@@ -267,9 +280,8 @@ def read_volume(path: Path, dtype=None) -> Volume:
         raise EvaluationError(f"{path}: file not found")
     if path.name.endswith((".nii", NIFTI)):
         require_complete(path)
-        values = _plain_float_voxels(path)
+        values = _guarded_float_voxels(path)
         if values is not None:
-            _refuse_nonfinite(int(values.size - np.count_nonzero(np.isfinite(values))), path)
             reader = sitk.ImageFileReader()
             reader.SetFileName(str(path))
             try:
@@ -289,8 +301,6 @@ def read_volume(path: Path, dtype=None) -> Volume:
                 if dtype is not None and array.dtype != dtype:
                     array = array.astype(dtype)
                 return Volume(array=array, grid=grid, path=path)
-        else:
-            _refuse_nonfinite(nonfinite_nifti_voxels(path), path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
