@@ -231,6 +231,11 @@ def build_corpus(root: Path) -> list[Scenario]:
         str(out),
     ]
     scenarios.append(Scenario("sweep_without_case_choice", args, 2, "--all-cases", str(out), "best.json"))
+    out = root / "out_is_a_file" / "report"
+    out.parent.mkdir(parents=True)
+    out.write_text("a file where the report folder should go")
+    args = ["compare", "--gt", str(labels), "--pred", f"AI={ai}", "--out", str(out)]
+    scenarios.append(Scenario("out_is_a_file", args, 2, "cannot create the report folder", str(out)))
     return scenarios
 
 

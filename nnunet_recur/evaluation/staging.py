@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from nnunet_recur.evaluation.volumes import write_json
+from nnunet_recur.evaluation.volumes import EvaluationError, write_json
 
 STAGING_PREFIX = ".staging-"
 
@@ -76,7 +76,10 @@ def staged_report(out: Path, command: str, owned: tuple[str, ...]) -> Iterator[P
     `owned`: every file or folder name the command may write into OUT.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EvaluationError(f"{out}: cannot create the report folder ({exc.strerror or exc})") from exc
     _clean_dead_staging(out, command)
     status = status_path(out, command)
     started = _now()
