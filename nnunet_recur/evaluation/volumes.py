@@ -141,6 +141,7 @@ def require_finite(array: np.ndarray, name: str) -> None:
 #: NIfTI datatype codes of floating-point voxels -> numpy dtype (the only ones that can hold NaN / inf).
 _NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8", 32: "c8", 1792: "c16"}
 _SCAN_CHUNK_BYTES = 1 << 24
+_MAX_DEFLATE_RATIO = 1032
 
 
 @dataclass(frozen=True)
@@ -221,8 +222,14 @@ def _count_nonfinite(fh, layout: _NiftiLayout) -> int:
 
 def _read_all_voxels(fh, layout: _NiftiLayout, path: Path) -> np.ndarray:
     """Every voxel of the stream `fh`, in file order (1-D, native byte order, writable like ITK's)."""
+    size = layout.voxels * layout.dtype.itemsize
+    on_disk = path.stat().st_size
+    # deflate cannot expand more than ~1032:1: a header promising more is lying (and would have us
+    # allocate it); the truncation check only compares sizes modulo 2**32
+    if size > (_MAX_DEFLATE_RATIO * on_disk if path.name.endswith(".gz") else on_disk):
+        raise EvaluationError(f"{path}: header promises {size} voxel bytes, more than the file can hold")
     fh.seek(layout.offset)
-    data = bytearray(layout.voxels * layout.dtype.itemsize)
+    data = bytearray(size)
     view, filled = memoryview(data), 0
     while filled < len(data) and (got := fh.readinto(view[filled:])):
         filled += got
