@@ -174,6 +174,7 @@ def _has_dicm_preamble(path: Path) -> bool:
 # `read_image_series` can read the pixel bytes directly without parsing the header a second time.
 _DEFER_BYTES = 4096
 _PIXEL_DATA_TAG = 0x7FE00010
+_PIXEL_TAGS = (0x7FE00008, 0x7FE00009, _PIXEL_DATA_TAG)  # float, double float, integer pixel data
 _NATIVE_LE_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 
 
@@ -205,6 +206,14 @@ def _read_header(path: Path) -> tuple[Dataset | None, UnreadableFile | None]:
                 series_instance_uid=str(uid) if uid else None,
             )
         return None, None  # force-parsed junk: not DICOM
+    if preamble and str(modality) in IMAGE_MODALITIES and not any(tag in ds for tag in _PIXEL_TAGS):
+        # pydicom stops quietly at a header cut mid-element: the slice would vanish from its series
+        return None, UnreadableFile(
+            path,
+            "header truncated (the file ends before the pixel data)",
+            modality=str(modality),
+            series_instance_uid=str(uid),
+        )
     return ds, None
 
 

@@ -173,7 +173,8 @@ def _check_size(path: Path, expected: int) -> None:
         if isize != expected % 2**32:
             raise NiftiCheckError(
                 "truncated",
-                f"compressed data incomplete (holds {isize} of {expected} bytes): file truncated?",
+                f"gzip stream incomplete or damaged (its size field does not match the {expected} bytes "
+                "the header announces): file truncated?",
             )
     else:
         actual = path.stat().st_size
