@@ -160,7 +160,8 @@ def write_pet(
         ds.CorrectedImage = list(corrected)
         ds.SeriesDate = ds.AcquisitionDate = "20200101"
         ds.SeriesTime = ds.AcquisitionTime = "110000"
-        ds.PatientWeight = weight if weight_on_slice is None or weight_on_slice[0] != k else weight_on_slice[1]
+        odd_weight = weight_on_slice is not None and weight_on_slice[0] == k
+        ds.PatientWeight = weight_on_slice[1] if odd_weight else weight
         item = Dataset()
         item.RadionuclideTotalDose = 3.7e8
         item.RadionuclideHalfLife = 6586.2
