@@ -264,12 +264,16 @@ def _nifti1(array: np.ndarray, path: Path, *, spacing=(1.0, 1.0, 2.0), affine_ro
         fh.write(payload)
 
 
-def nifti_patient(folder: Path, seed: int, *, ct=None, pet=None, ct_kwargs=None, pet_kwargs=None) -> None:
+def nifti_patient(
+    folder: Path, seed: int, *, ct=None, pet=None, ct_kwargs=None, pet_kwargs=None, shape=(16, 32)
+) -> None:
+    """ct/pet/gtv/relapse NIfTI of `shape` = (slices, in-plane size); `ct`/`pet` replace the arrays."""
     rng = np.random.default_rng(seed)
-    nz, n = 16, 32
+    nz, n = shape
     zz, yy, xx = np.meshgrid(np.arange(nz), np.arange(n), np.arange(n), indexing="ij")
-    gtv = (((zz - 8) * 2.0) ** 2 + (yy - 16) ** 2 + (xx - 16) ** 2 <= 16).astype(np.uint8)
-    relapse = (((zz - 8) * 2.0) ** 2 + (yy - 18) ** 2 + (xx - 19) ** 2 <= 9).astype(np.uint8)
+    cz, cy = nz // 2, n // 2
+    gtv = (((zz - cz) * 2.0) ** 2 + (yy - cy) ** 2 + (xx - cy) ** 2 <= 16).astype(np.uint8)
+    relapse = (((zz - cz) * 2.0) ** 2 + (yy - cy - 2) ** 2 + (xx - cy - 3) ** 2 <= 9).astype(np.uint8)
     ct_array = (40 + rng.integers(-10, 10, (nz, n, n))).astype(np.int16) if ct is None else ct
     pet_array = np.where(gtv > 0, 6.0, 1.0).astype(np.float32) if pet is None else pet
     _nifti1(ct_array, folder / "ct.nii.gz", **(ct_kwargs or {}))

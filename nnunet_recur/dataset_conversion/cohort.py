@@ -462,7 +462,8 @@ def _convert_locked(
     for source in sources:
         record = CaseRecord(source.patient, ids[source.patient], fingerprint(source))
         old = previous.get(source.patient)
-        reusable = old and old.get("cause") != UNREADABLE  # unexpected failures may be transient: retry
+        # unexpected failures, a full disk, a killed worker may be transient: retried on every run
+        reusable = old and old.get("cause") not in (UNREADABLE, *NON_DATA_CAUSES)
         if reusable and old.get("fingerprint") == record.fingerprint and old.get("case") == record.case:
             record = CaseRecord.from_json(source.patient, old)
         else:
