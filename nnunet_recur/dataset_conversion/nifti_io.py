@@ -95,6 +95,8 @@ class NiftiHeader:
     bitpix: int
     pixdim: tuple[float, ...]  # pixdim[1..dim[0]]
     vox_offset: int
+    scl_slope: float = 0.0
+    scl_inter: float = 0.0
 
     @property
     def n_voxels(self) -> int:
@@ -121,6 +123,7 @@ def parse_nifti_header(header: bytes) -> NiftiHeader:
             datatype, bitpix = struct.unpack(endian + "2h", header[70:74])
             pixdim = struct.unpack(endian + "8f", header[76:108])
             (vox_offset,) = struct.unpack(endian + "f", header[108:112])
+            scl_slope, scl_inter = struct.unpack(endian + "2f", header[112:120])
             default_offset = 352
             break
         if sizeof_hdr == 540 and len(header) >= 540:
@@ -128,6 +131,7 @@ def parse_nifti_header(header: bytes) -> NiftiHeader:
             dims = struct.unpack(endian + "8q", header[16:80])
             pixdim = struct.unpack(endian + "8d", header[104:168])
             (vox_offset,) = struct.unpack(endian + "q", header[168:176])
+            scl_slope, scl_inter = struct.unpack(endian + "2d", header[176:192])
             default_offset = 544
             break
     else:
@@ -142,6 +146,8 @@ def parse_nifti_header(header: bytes) -> NiftiHeader:
         bitpix=int(bitpix),
         pixdim=tuple(float(p) for p in pixdim[1 : n_dims + 1]),
         vox_offset=offset,
+        scl_slope=float(scl_slope),
+        scl_inter=float(scl_inter),
     )
 
 
@@ -292,13 +298,61 @@ def verify_written_nifti(path: str | Path) -> None:
         raise OSError(f"{path}: written file is incomplete or damaged ({exc}); disk full?") from exc
 
 
+def _read_float_once(path: Path, header: NiftiHeader) -> sitk.Image | None:
+    """A 3-D float32/float64 NIfTI read with one decompression: the voxels through our own stream (checked
+    for NaN/Inf on the way), the geometry from ITK's header-only read, so the finite check does not cost
+    a second decompression. None when the file is outside this simple case (then ITK reads it)."""
+    scaled = header.scl_slope not in (0.0, 1.0) or header.scl_inter != 0.0
+    if header.datatype not in (16, 64) or len(header.dims) < 3 or scaled:
+        return None
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    nx, ny, nz = header.dims[:3]
+    if reader.GetDimension() != 3 or tuple(reader.GetSize()) != (nx, ny, nz):
+        return None
+    dtype = header.float_dtype
+    needed = nx * ny * nz * dtype.itemsize
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            fh.read(header.vox_offset)
+            data = fh.read(needed)
+            if path.name.endswith(".gz"):
+                fh.read()  # gzip verifies CRC and length at EOF
+    except (OSError, EOFError, zlib.error) as exc:
+        raise NiftiCheckError(
+            "truncated", f"cannot read the voxel data ({type(exc).__name__}: {exc})"
+        ) from exc
+    if len(data) < needed:
+        raise NiftiCheckError(
+            "truncated", f"voxel data ends {needed - len(data)} bytes early: file truncated"
+        )
+    values = np.frombuffer(data, dtype=dtype).reshape(nz, ny, nx)
+    bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        raise NiftiCheckError(
+            "non_finite", f"{bad} NaN/Inf voxel(s) (ITK would read them as 0); fix or re-export the image"
+        )
+    image = sitk.GetImageFromArray(values.astype(dtype.newbyteorder("="), copy=False))
+    image.SetOrigin(reader.GetOrigin())
+    image.SetSpacing(reader.GetSpacing())
+    image.SetDirection(reader.GetDirection())
+    return image
+
+
 def read_nifti(path: str | Path, cause: str) -> sitk.Image:
     """The image at `path`; ConversionError when it fails `check_nifti_file` (the kind's own cause, or
     `cause` for truncated/unreadable files) or ITK cannot read it."""
     path = Path(path)
     try:
         if path.name.endswith((".nii", ".nii.gz")):
-            check_nifti_file(path)
+            header = check_nifti_file(path, check_finite=False)
+            if header.float_dtype is not None:
+                image = _read_float_once(path, header)
+                if image is not None:
+                    return image
+                _stream_finite(path, header)
         return sitk.ReadImage(str(path))
     except NiftiCheckError as exc:
         raise ConversionError(KIND_CAUSES.get(exc.kind) or cause, str(exc), str(path)) from exc
