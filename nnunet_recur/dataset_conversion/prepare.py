@@ -42,6 +42,7 @@ class PreparedCase:
     gtv: sitk.Image
     brain: sitk.Image | None = None
     notes: list[str] = field(default_factory=list)
+    series: dict[str, str] = field(default_factory=dict)  # chosen DICOM series ("ct", "pet") for cases.csv
 
 
 @dataclass(frozen=True)
@@ -198,23 +199,51 @@ def crop_case(case: PreparedCase, box: CropBox, centre_index: tuple[int, int, in
 _STAGED = ("ct", "pet", "label", "gtv", "brain")
 
 
+def _geometry(image: sitk.Image) -> dict:
+    return {
+        "origin": list(image.GetOrigin()),
+        "spacing": list(image.GetSpacing()),
+        "direction": list(image.GetDirection()),
+    }
+
+
 def stage_case(case: PreparedCase, folder: Path) -> None:
+    """Stage the case uncompressed; its geometry goes to geometry.json in float64 as well, because the
+    NIfTI header holds origin and spacing in float32 and a rerun that prepares the case afresh must
+    write the same bytes as one that reads the staging back (origins differed by up to 7.6e-6 mm)."""
+    from nnunet_recur.dataset_conversion.nifti_io import verify_written_nifti
+
     folder.mkdir(parents=True, exist_ok=True)
+    geometry_record = {}
     for name in _STAGED:
         image = getattr(case, name)
         if image is not None:
-            sitk.WriteImage(image, str(folder / f"{name}.nii"), useCompression=False)
+            path = folder / f"{name}.nii"
+            sitk.WriteImage(image, str(path), useCompression=False)
+            verify_written_nifti(path)
+            geometry_record[name] = _geometry(image)
+    (folder / "geometry.json").write_text(json.dumps(geometry_record))
     (folder / "notes.json").write_text(json.dumps(case.notes))
 
 
 def load_staged(folder: Path) -> PreparedCase | None:
     """The staged case, or None when staging is incomplete (then the caller prepares it again)."""
-    if not (folder / "notes.json").is_file():
+    if not (folder / "notes.json").is_file() or not (folder / "geometry.json").is_file():
+        return None
+    try:
+        geometry_record = json.loads((folder / "geometry.json").read_text())
+        json.loads((folder / "notes.json").read_text())
+    except (OSError, json.JSONDecodeError):
         return None
     images = {}
     for name in _STAGED:
         path = folder / f"{name}.nii"
-        images[name] = sitk.ReadImage(str(path)) if path.is_file() else None
+        images[name] = sitk.ReadImage(str(path)) if path.is_file() and name in geometry_record else None
+        if images[name] is not None:
+            stored = geometry_record[name]
+            images[name].SetOrigin(stored["origin"])
+            images[name].SetSpacing(stored["spacing"])
+            images[name].SetDirection(stored["direction"])
     if any(images[n] is None for n in ("ct", "pet", "label", "gtv")):
         return None
     return PreparedCase(notes=json.loads((folder / "notes.json").read_text()), **images)

@@ -9,6 +9,8 @@ on.
 
 from __future__ import annotations
 
+import pickle
+
 import torch
 from torch import nn
 
@@ -23,7 +25,19 @@ def unwrap_network(network: nn.Module) -> nn.Module:
 
 def load_pretrained_weights_on_cpu(network: nn.Module, fname: str, verbose: bool = False) -> None:
     """Drop-in for nnU-Net's ``load_pretrained_weights`` (nnunetv2.run) that works without CUDA."""
-    checkpoint = torch.load(fname, map_location="cpu", weights_only=False)
+    # A checkpoint is pickled code: unpickle tensors, plain values and the numpy scalars nnU-Net logs, nothing
+    # else (weights_only=True), so a hostile -pretrained_weights file cannot run code (docs/conversion.md).
+    import numpy as np
+
+    numpy_scalars = [np._core.multiarray.scalar, np.dtype, np.dtypes.Float64DType, np.dtypes.Float32DType]
+    try:
+        with torch.serialization.safe_globals(numpy_scalars):
+            checkpoint = torch.load(fname, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(
+            f"{fname}: holds objects other than tensors and plain values; refusing to unpickle it "
+            "(a checkpoint is code: use one from a trusted source, saved by nnU-Net)"
+        ) from exc
     pretrained = checkpoint["network_weights"]
     module = unwrap_network(network)
     own = module.state_dict()
