@@ -82,8 +82,8 @@ def test_compiled_network_alternates_training_and_inference_mode_whole_volume_va
     predictor = _predictor(compiled, patch)
     eager_predictor = _predictor(network, patch)
 
-    losses = []
-    for _ in range(2):
+    losses, graphs_after_epoch = [], []
+    for _ in range(3):
         compiled.train()
         optimizer.zero_grad(set_to_none=True)
         output = compiled(batch)
@@ -99,7 +99,10 @@ def test_compiled_network_alternates_training_and_inference_mode_whole_volume_va
         assert logits.shape == (1, 8, 20, 12)
         # the predictor accumulates in float16, so compare at half precision
         assert torch.allclose(logits, expected, atol=2e-2, rtol=1e-2)
+        graphs_after_epoch.append(counters["stats"]["unique_graphs"])
     assert all(np.isfinite(losses)) and losses[0] != losses[1]
+    # training and inference-mode graphs are compiled once each and then reused, not recompiled every epoch
+    assert graphs_after_epoch[0] > 0 and graphs_after_epoch[1] == graphs_after_epoch[2], graphs_after_epoch
     assert not counters["graph_break"], dict(counters["graph_break"])
     assert compiled.training is False  # the predictor left it in eval; the trainer's epoch start resets it
 

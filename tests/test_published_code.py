@@ -159,3 +159,46 @@ def test_shuffled_pair_scores_edge_cases():
     miss = {"overlap": 0, "predicted": 0, "reference": 10, "soft_overlap": 0.0, "soft_predicted": 0.0}
     # pooled, a perfect case and a missed one give 2*10/30; per case they would average 0.5
     assert shuffled_pair_scores([hit, miss], np.random.default_rng(0))["dice"] == pytest.approx(2 / 3)
+
+
+def test_shuffled_pair_validation_of_one_case_equals_the_per_case_validation(tmp_path, monkeypatch):
+    """With one validation case the only 'pair' is that case: both validations must agree exactly."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    from nnunet_recur.trainers.variants import nnUNetTrainerRecurPublishedCode_shuffledValPairs as Trainer
+
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(name, str(tmp_path))
+    monkeypatch.setenv("nnUNet_n_proc_DA", "0")
+    bench = Path(__file__).resolve().parents[1] / "bench" / "data_pipeline.py"
+    spec = importlib.util.spec_from_file_location("data_pipeline_bench", bench)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    name = module.write_preprocessed_dataset(tmp_path, (16, 32, 32), 3)
+    plans = json.loads((tmp_path / name / "nnUNetRecurPlans.json").read_text())
+    plans["continue_training"] = False
+    dataset_json = json.loads((tmp_path / name / "dataset.json").read_text())
+    trainer = Trainer(plans, "3d_recur", 0, dataset_json, device=torch.device("cpu"))
+    trainer.initialize()
+    _, trainer._validation_dataset = trainer.get_tr_and_val_datasets()
+    assert len(trainer._validation_dataset.identifiers) == 1
+    predictor = nnUNetPredictor(use_mirroring=False, device=torch.device("cpu"), allow_tqdm=False)
+    predictor.manual_initialization(
+        trainer.network,
+        trainer.plans_manager,
+        trainer.configuration_manager,
+        None,
+        trainer.dataset_json,
+        Trainer.__name__,
+        None,
+    )
+    trainer._validation_predictor = predictor
+    paired = trainer.validate_whole_volumes()
+    trainer.validation_on_shuffled_pairs = False
+    per_case = trainer.validate_whole_volumes()
+    assert paired["dice"] == pytest.approx(per_case["dice"])
+    assert paired["loss"] == pytest.approx(per_case["loss"], rel=1e-4)
