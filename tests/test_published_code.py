@@ -202,3 +202,17 @@ def test_shuffled_pair_validation_of_one_case_equals_the_per_case_validation(tmp
     per_case = trainer.validate_whole_volumes()
     assert paired["dice"] == pytest.approx(per_case["dice"])
     assert paired["loss"] == pytest.approx(per_case["loss"], rel=1e-4)
+
+
+def test_published_code_variants_change_what_their_names_say():
+    from nnunet_recur.trainers import variants as v
+
+    base = v.nnUNetTrainerRecurPublishedCode
+    assert (base.flip_probability, base.flip_axis, base.early_stopping_patience) == (0.001, -3, 40)
+    assert not base.use_plateau_scheduler and not base.validation_on_shuffled_pairs
+    assert v.nnUNetTrainerRecurPublishedCodeFinetune.recur_initial_lr == 0.01
+    assert v.nnUNetTrainerRecurPublishedCodePretrain.monitor == "val_loss"
+    assert v.nnUNetTrainerRecurPublishedCode_shuffledValPairs.validation_on_shuffled_pairs
+    for name in v.__all__:
+        if "PublishedCode" in name:
+            assert issubclass(getattr(v, name), base)
