@@ -130,16 +130,19 @@ def paper_epoch(args, device: torch.device, precision: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------ stage 2: stock nnU-Net
-def stock_commands(work: Path, cases: int, processes: int) -> list[tuple[str, list[list[str]]]]:
+def stock_commands(
+    work: Path, cases: int, processes: int, synth_size: str = "paper", device: str = "cuda"
+) -> list[tuple[str, list[list[str]]]]:
     """(stage name, commands run in parallel) in order; synth runs one process per patient (seed = index)."""
     synth = [
         [str(BIN / "recur"), "synth", str(work / f"synth_{seed}"), "--cases", "1", "--seed", str(seed),
-         "--format", "inhouse-nifti", "--size", "paper"]
+         "--format", "inhouse-nifti", "--size", synth_size]
         for seed in range(cases)
     ]  # fmt: skip
     convert = [
         [str(BIN / "recur"), "convert", "inhouse", str(work / "patients"), "--dataset-id", str(DATASET_ID),
-         "--crop", "fixed", "--report-dir", str(work / "reports"), "--workers", str(processes)]
+         "--crop", "fixed" if synth_size == "paper" else "auto", "--report-dir", str(work / "reports"),
+         "--workers", str(processes)]
     ]  # fmt: skip
     plan = [[str(BIN / "recur"), "plan", str(DATASET_ID), "-np", str(processes)]]
     train = [
@@ -152,6 +155,8 @@ def stock_commands(work: Path, cases: int, processes: int) -> list[tuple[str, li
             "nnUNetRecurPlans",
             "-tr",
             TRAINER,
+            "-device",
+            device,
         ]
     ]
     return [("synth", synth), ("convert", convert), ("plan", plan), ("train", train)]
@@ -195,8 +200,13 @@ def epoch_seconds_from_log(results: Path) -> list[float]:
 def stock_training(args, deadline: float) -> dict:
     work = Path(tempfile.mkdtemp(prefix="recur_gpu_epoch_"))
     processes = max(1, min(8, os.cpu_count() or 1))
-    stages = stock_commands(work, args.cases, processes)
-    result: dict = {"cases": args.cases, "work_dir": str(work), "stages": {}}
+    stages = stock_commands(work, args.cases, processes, args.stock_synth_size, args.device_type)
+    result: dict = {
+        "cases": args.cases,
+        "synth_size": args.stock_synth_size,
+        "work_dir": str(work),
+        "stages": {},
+    }
     if args.smoke:
         result["dry_run"] = [" ".join(cmd) for _, commands in stages for cmd in commands]
         for line in result["dry_run"]:
@@ -268,8 +278,9 @@ def report(args, device, results: list[dict], stock: dict) -> str:
             f"{name} {s.get('seconds', '-')} s ({s['status']})" for name, s in stock["stages"].items()
         )
         lines.append(
-            f"stock nnUNetv2_train -tr {TRAINER}, nnUNet_compile=1, {stock['cases']} paper-size synthetic "
-            f"cases: {stages}; epoch seconds from the log: {stock.get('epoch_s')}"
+            f"stock nnUNetv2_train -tr {TRAINER}, nnUNet_compile=1, {stock['cases']} "
+            f"{stock.get('synth_size', 'paper')}-size synthetic cases: {stages}; epoch seconds from the log: "
+            f"{stock.get('epoch_s')}"
         )
     return "\n".join(lines)
 
@@ -289,6 +300,9 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the stage-1 network too")
     parser.add_argument("--cases", type=int, default=5, help="synthetic paper-size cases for stage 2")
     parser.add_argument("--skip-stock", action="store_true", help="skip stage 2")
+    parser.add_argument(
+        "--stock-synth-size", choices=["paper", "small"], default="paper", help="small: CPU check of stage 2"
+    )
     parser.add_argument("--budget-s", type=float, default=290.0, help="stage 2 stops at this total")
     parser.add_argument("--keep", action="store_true", help="keep stage 2's work folder")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "bench_out")))
@@ -296,6 +310,7 @@ def main() -> None:
     started = time.monotonic()
 
     device = torch.device(args.device or ("cpu" if args.smoke else "cuda"))
+    args.device_type = device.type
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpu_epoch: no CUDA device here; use --smoke on a CPU")
     args.size = tuple(args.size or (SMOKE_SIZE if args.smoke else PAPER_SIZE))
