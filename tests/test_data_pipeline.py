@@ -76,6 +76,8 @@ def test_data_pipeline_bench_smoke_writes_its_table_and_json(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "batches/s per core" in result.stdout
     report = json.loads(out.read_text())
-    assert [r["loader"].split(" ")[0] for r in report["rows"]] == ["nnU-Net", "whole-case", "decompress"]
+    loaders = [r["loader"] for r in report["rows"]]
+    assert [name.split(" ")[0] for name in loaders] == ["nnU-Net", "nnU-Net", "whole-case", "decompress"]
+    assert "deduplicated" in loaders[1] and "deduplicated" in loaders[2]
     assert all(r["batches_per_s_per_core"] > 0 for r in report["rows"])
     assert report["setting"]["train_step_tflop"] > 0
