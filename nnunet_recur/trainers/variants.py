@@ -7,6 +7,12 @@ nnU-Net finds them by class name (``nnUNetv2_train ... -tr NAME``) through the f
 from __future__ import annotations
 
 from nnunet_recur.trainers.plain_unet import nnUNetTrainerRecurPlainConvUNet
+from nnunet_recur.trainers.published_code import (
+    nnUNetTrainerRecurPublishedCode,
+    nnUNetTrainerRecurPublishedCode_shuffledValPairs,
+    nnUNetTrainerRecurPublishedCodeFinetune,
+    nnUNetTrainerRecurPublishedCodePretrain,
+)
 from nnunet_recur.trainers.recur_trainer import nnUNetTrainerRecur
 
 __all__ = [
@@ -15,6 +21,8 @@ __all__ = [
     "nnUNetTrainerRecurFinetune",
     "nnUNetTrainerRecurPublishedCode",
     "nnUNetTrainerRecurPublishedCodeFinetune",
+    "nnUNetTrainerRecurPublishedCodePretrain",
+    "nnUNetTrainerRecurPublishedCode_shuffledValPairs",
     "nnUNetTrainerRecurNnUNetAugmentation_lr1e3",
     "nnUNetTrainerRecurPlainConvUNet",
     "nnUNetTrainerRecur_2epochs",
@@ -48,22 +56,6 @@ class nnUNetTrainerRecurFinetune(nnUNetTrainerRecur):
     """AI finetune: the same recipe as "AI random", started from the HECKTOR pre-trained weights
     (``-pretrained_weights``). Its own class so that the model gets its own results folder by name, and
     ``recur best-seed``, export and zip tools see two models, not one trainer under two nnUNet_results."""
-
-
-class nnUNetTrainerRecurPublishedCode(nnUNetTrainerRecur):
-    """The authors' scripts where they differ from the paper's text: no lr scheduler, flip p = 0.001,
-    early stopping patience 40 with a minimum improvement of 1e-4 (``EarlyStoppingMetric(delta=1e-4)``)."""
-
-    use_plateau_scheduler = False
-    flip_probability = 0.001
-    early_stopping_patience = 40
-    early_stopping_min_delta = 1e-4
-
-
-class nnUNetTrainerRecurPublishedCodeFinetune(nnUNetTrainerRecurPublishedCode):
-    """The authors' ``train-finetune.py``: the published-code settings with lr 0.01."""
-
-    recur_initial_lr = 0.01
 
 
 class nnUNetTrainerRecurNnUNetAugmentation_lr1e3(nnUNetTrainerRecur):
