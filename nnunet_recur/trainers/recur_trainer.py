@@ -537,17 +537,27 @@ class nnUNetTrainerRecur(nnUNetTrainer):
             self.logger.plot_progress_png(self.output_folder)
         self.current_epoch += 1
 
-    def on_train_end(self):
+    def promote_best_checkpoint(self) -> bool:
+        """Load ``checkpoint_best.pth`` into the network, so that ``checkpoint_final.pth`` holds it.
+
+        Only when this run (or the run it resumes) recorded a best epoch: a ``checkpoint_best.pth`` left in
+        the folder by an earlier run must not become the final model of a run in which no epoch improved.
+        """
         best = join(self.output_folder, "checkpoint_best.pth")
-        # only a best epoch of this run (or the run it resumes): a checkpoint_best.pth left by an earlier run
-        # in the same folder must not become checkpoint_final.pth when no epoch here improved
-        if not self.disable_checkpointing and self.best_epoch is not None and isfile(best):
-            weights = torch.load(best, map_location=self.device, weights_only=False)["network_weights"]
-            unwrap_network(self.network).load_state_dict(weights)
-            self.print_to_log_file(
-                f"checkpoint_final.pth holds the best-validation weights: epoch {self.best_epoch}, "
-                f"{self.monitor} {self.best_metric}"
-            )
+        if self.disable_checkpointing or self.best_epoch is None or not isfile(best):
+            if self.best_epoch is None:
+                self.print_to_log_file("No epoch improved the validation metric: the last weights are final")
+            return False
+        weights = torch.load(best, map_location=self.device, weights_only=False)["network_weights"]
+        unwrap_network(self.network).load_state_dict(weights)
+        self.print_to_log_file(
+            f"checkpoint_final.pth holds the best-validation weights: epoch {self.best_epoch}, "
+            f"{self.monitor} {self.best_metric}"
+        )
+        return True
+
+    def on_train_end(self):
+        self.promote_best_checkpoint()
         if self.local_rank == 0 and self.current_epoch > 0:
             self.logger.plot_progress_png(self.output_folder)
             if self.best_metric is not None:  # what `select_best_seed` compares across folds / seeds

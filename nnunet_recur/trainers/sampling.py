@@ -67,9 +67,11 @@ def centred_box(shape, patch_size) -> tuple[list[int], list[int]] | None:
 class EpochPermutationDataLoader(nnUNetDataLoader):
     """nnU-Net's loader with one permutation of the training cases per epoch and no foreground oversampling.
 
-    ``batch_size`` is this process's share of ``global_batch_size`` and ``rank_offset`` where it starts in
-    the global batch (nnU-Net's DDP split; both default to a single process). ``num_workers`` must equal
-    the number of augmentation processes that will hold a copy of this loader (1 without workers).
+    ``patch_size`` is the box cut from the case (larger than ``final_patch_size`` only when spatial
+    augmentation crops afterwards, as in nnU-Net). ``batch_size`` is this process's share of
+    ``global_batch_size`` and ``rank_offset`` where it starts in the global batch (nnU-Net's DDP split; both
+    default to a single process). ``num_workers`` must equal the number of augmentation processes that will
+    hold a copy of this loader (1 without workers).
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class EpochPermutationDataLoader(nnUNetDataLoader):
         data,
         batch_size: int,
         patch_size,
+        final_patch_size,
         label_manager,
         *,
         seed: int,
@@ -90,7 +93,7 @@ class EpochPermutationDataLoader(nnUNetDataLoader):
             data,
             batch_size,
             patch_size,
-            patch_size,
+            final_patch_size,
             label_manager,
             oversample_foreground_percent=0.0,
             sampling_probabilities=None,
