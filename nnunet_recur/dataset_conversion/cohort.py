@@ -27,7 +27,14 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nnunet_recur.dataset_conversion.crop import CROP_MODES, CropBox, derive_auto_box, fixed_box, no_box
+from nnunet_recur.dataset_conversion.crop import (
+    CROP_MODES,
+    CropBox,
+    derive_auto_box,
+    fixed_box,
+    fixed_mm_box,
+    no_box,
+)
 from nnunet_recur.dataset_conversion.errors import UNREADABLE, ConversionError
 from nnunet_recur.dataset_conversion.hecktor import HecktorCase
 from nnunet_recur.dataset_conversion.inhouse import InhouseOptions
@@ -565,6 +572,8 @@ def _crop_box(mode: str, measurements: list[CaseMeasurement | None]) -> CropBox:
         return no_box()
     if mode == "fixed":
         return fixed_box()
+    if mode == "fixed-mm":
+        return fixed_mm_box()
     usable = [m for m in measurements if m is not None]
     return derive_auto_box([m.extent_mm for m in usable], [m.spacing_mm for m in usable])
 
@@ -706,7 +715,7 @@ def convert_hecktor(
     name: str = "HECKTOR2022",
     *,
     labels: str = "gtvp",
-    crop: str = "fixed",
+    crop: str = "fixed-mm",
     report_dir: str | Path | None = None,
     id_map: str | Path | None = None,
     workers: int = 1,

@@ -179,10 +179,11 @@ def crop_case(case: PreparedCase, box: CropBox, centre_index: tuple[int, int, in
     if case.brain is not None:
         images["mask_brain"] = case.brain
     pads = {"ct": PAD_CT_HU, "pet": PAD_PET_SUV}
-    if box.size_voxels is not None:
-        start = geometry.box_start(centre_index, box.size_voxels)
+    size = box.voxels_at(case.ct.GetSpacing())
+    if size is not None:
+        start = geometry.box_start(centre_index, size)
         images = {
-            key: geometry.crop_box(image, start, box.size_voxels, pads.get(key, PAD_LABEL))
+            key: geometry.crop_box(image, start, size, pads.get(key, PAD_LABEL))
             for key, image in images.items()
         }
     ct = ct_for_writing(images["ct"])

@@ -32,6 +32,12 @@ def plan(
         "--force",
         help="Redo fingerprint and preprocessing (needed after raw images changed in place).",
     ),
+    allow_patch_smaller_than_case: bool = typer.Option(
+        False,
+        "--allow-patch-smaller-than-case",
+        help="Plan even when some cases are larger than the 128x224x160 patch (training then sees random "
+        "patches and inference a sliding window, unlike the paper). Without it such a dataset is refused.",
+    ),
 ) -> None:
     """Write nnUNetRecurPlans (configuration 3d_recur: CT spacing, patch 128x224x160, batch 2, RecurUNet,
     CT clipped to [-1024, 1024] -> [-1, 1], PET z-scored per patient) and preprocess the dataset.
@@ -45,9 +51,13 @@ def plan(
     processes = processes or _default_processes()
     try:
         if pretrain_from is None:
-            summaries = [plan_dataset(dataset_id, processes, force)]
+            summaries = [plan_dataset(dataset_id, processes, force, allow_patch_smaller_than_case)]
         else:
-            summaries = list(plan_with_pretraining(dataset_id, pretrain_from, processes, force))
+            summaries = list(
+                plan_with_pretraining(
+                    dataset_id, pretrain_from, processes, force, allow_patch_smaller_than_case
+                )
+            )
     except PlanningError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
@@ -57,7 +67,9 @@ def plan(
             f"{summary.dataset_name}: {summary.plans_file}\n"
             f"  3d_recur: spacing {summary.spacing} (z, y, x), patch {summary.patch_size}, "
             f"batch {summary.batch_size}; "
-            f"{summary.cases_preprocessed} cases {status}"
+            f"{summary.cases_preprocessed} cases {status}\n"
+            f"  {summary.patch_note()}",
+            err=summary.cases_larger_than_patch > 0,
         )
 
 

@@ -8,7 +8,9 @@ handling); :func:`recur_plans` then derives a plans file with a single configura
   x) and x - left-right - is the last axis (the flip augmentation relies on it);
 * patch 128 x 224 x 160 (z, y, x) and batch 2 as in the paper; where the cropped volumes are smaller, each
   axis is the largest cropped size rounded up to a multiple of 8 (the network pools three times), so one patch
-  covers a whole case;
+  covers a whole case. A case *larger* than the paper's patch would silently turn training into random patches
+  and inference into a sliding window: planning refuses it (:class:`PatchSmallerThanCase`) unless
+  ``allow_patch_smaller_than_case`` (``recur plan --allow-patch-smaller-than-case``), and the summary says so;
 * network ``nnunet_recur.trainers.network.RecurUNet`` (dotted path; nnU-Net resolves it with
   ``pydoc.locate``);
 * normalisation: a channel named CT uses nnU-Net's ``CTNormalization`` with intensity properties
@@ -50,6 +52,10 @@ class PlanningError(RuntimeError):
     """A dataset cannot be planned (missing folders, unexpected channels); the message names the problem."""
 
 
+class PatchSmallerThanCase(PlanningError):
+    """Some cases are larger than the paper's patch on some axis (see the module docstring)."""
+
+
 @dataclass
 class PlanSummary:
     dataset_name: str
@@ -59,6 +65,20 @@ class PlanSummary:
     batch_size: int
     cases_preprocessed: int
     preprocessing_skipped: bool
+    largest_case: list[int] | None = None  # (z, y, x) voxels at the plans' spacing, per axis over the cases
+    cases_larger_than_patch: int = 0
+
+    def patch_note(self) -> str:
+        """One line for the plan summary: does one patch cover every case?"""
+        if self.largest_case is None:
+            return "case sizes unknown"
+        if self.cases_larger_than_patch == 0:
+            return f"one patch covers every case (largest {self.largest_case})"
+        return (
+            f"WARNING: {self.cases_larger_than_patch} case(s) larger than the patch (largest "
+            f"{self.largest_case}): training sees random patches, inference a sliding window - not the "
+            "paper's whole crop"
+        )
 
 
 def recur_patch_size(shapes_zyx: Sequence[Sequence[int]]) -> list[int]:
@@ -68,6 +88,35 @@ def recur_patch_size(shapes_zyx: Sequence[Sequence[int]]) -> list[int]:
         int(min(paper, PATCH_DIVISOR * math.ceil(size / PATCH_DIVISOR)))
         for paper, size in zip(PAPER_PATCH_SIZE, largest, strict=True)
     ]
+
+
+def shapes_at_spacing(fingerprint: dict, spacing: Sequence[float]) -> list[list[int]]:
+    """Every case's cropped shape (z, y, x) after nnU-Net resamples it to ``spacing`` (its rounding)."""
+    return [
+        [round(size * s / t) for size, s, t in zip(shape, case_spacing, spacing, strict=True)]
+        for shape, case_spacing in zip(fingerprint["shapes_after_crop"], fingerprint["spacings"], strict=True)
+    ]
+
+
+def cases_larger_than(shapes_zyx: Sequence[Sequence[int]], patch_zyx: Sequence[int]) -> int:
+    return sum(any(s > p for s, p in zip(shape, patch_zyx, strict=True)) for shape in shapes_zyx)
+
+
+def check_patch_covers_cases(
+    name: str, shapes_zyx: Sequence[Sequence[int]], patch_zyx: Sequence[int], spacing, allowed: bool
+) -> tuple[list[int], int]:
+    """(largest shape per axis, number of cases larger than the patch); refuses them unless ``allowed``."""
+    largest = [int(v) for v in np.max(np.asarray(shapes_zyx, dtype=int), axis=0)]
+    larger = cases_larger_than(shapes_zyx, patch_zyx)
+    if larger and not allowed:
+        raise PatchSmallerThanCase(
+            f"{name}: {larger} of {len(shapes_zyx)} cases are larger than the patch {list(patch_zyx)} "
+            f"(largest {largest} voxels (z, y, x) at spacing {[round(float(s), 4) for s in spacing]} mm): "
+            "training would see random patches and inference a sliding window instead of the paper's whole "
+            "crop. Convert with a smaller crop box (HECKTOR: recur convert hecktor --crop fixed-mm) "
+            "or rerun with --allow-patch-smaller-than-case"
+        )
+    return largest, larger
 
 
 def normalisation_for_channels(channel_names: dict) -> list[str]:
@@ -88,10 +137,7 @@ def recur_plans(base_plans: dict, fingerprint: dict, dataset_json: dict) -> dict
     spacings = np.asarray(fingerprint["spacings"], dtype=float)
     shapes = np.asarray(fingerprint["shapes_after_crop"], dtype=int)
     target_spacing = np.median(spacings, axis=0)
-    shapes_at_target = [
-        [round(size * s / t) for size, s, t in zip(shape, spacing, target_spacing, strict=True)]
-        for shape, spacing in zip(shapes, spacings, strict=True)
-    ]
+    shapes_at_target = shapes_at_spacing(fingerprint, target_spacing)
     channel_names = dataset_json["channel_names"]
     normalisation = normalisation_for_channels(channel_names)
 
@@ -190,10 +236,21 @@ def _preprocessed_case_ids(name: str, plans: dict) -> list[str]:
         return []
 
 
-def _save_plans_and_preprocess(name: str, plans: dict, num_processes: int, force: bool) -> PlanSummary:
-    """Write the plans; preprocess unless the same plans were preprocessed for every training case already."""
+def _save_plans_and_preprocess(
+    name: str, plans: dict, num_processes: int, force: bool, fingerprint: dict, allow_larger: bool
+) -> PlanSummary:
+    """Check the patch covers the cases (at the plans' spacing); write the plans; preprocess unless the same
+    plans were preprocessed for every training case already."""
     from nnunetv2.experiment_planning.plan_and_preprocess_api import preprocess_dataset
 
+    configuration = plans["configurations"][RECUR_CONFIGURATION]
+    largest, larger = check_patch_covers_cases(
+        name,
+        shapes_at_spacing(fingerprint, configuration["spacing"]),
+        configuration["patch_size"],
+        configuration["spacing"],
+        allow_larger,
+    )
     _, preprocessed = _require_nnunet_paths()
     plans_file = os.path.join(preprocessed, name, f"{RECUR_PLANS_NAME}.json")
     unchanged = _load_json(plans_file) == json.loads(json.dumps(plans))
@@ -218,6 +275,8 @@ def _save_plans_and_preprocess(name: str, plans: dict, num_processes: int, force
         batch_size=configuration["batch_size"],
         cases_preprocessed=len(_preprocessed_case_ids(name, plans)),
         preprocessing_skipped=skip,
+        largest_case=largest,
+        cases_larger_than_patch=larger,
     )
 
 
@@ -229,7 +288,9 @@ def _fingerprint(dataset_id: int, num_processes: int, force: bool) -> dict:
     )
 
 
-def plan_dataset(dataset_id: int, num_processes: int = 1, force: bool = False) -> PlanSummary:
+def plan_dataset(
+    dataset_id: int, num_processes: int = 1, force: bool = False, allow_patch_smaller_than_case: bool = False
+) -> PlanSummary:
     """Fingerprint, nnU-Net's default planner, ``nnUNetRecurPlans`` / ``3d_recur``, then preprocessing."""
     from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
 
@@ -244,19 +305,28 @@ def plan_dataset(dataset_id: int, num_processes: int = 1, force: bool = False) -
     )  # also copies dataset.json (needed below)
     base_plans = planner.plan_experiment()
     return _save_plans_and_preprocess(
-        name, recur_plans(base_plans, fingerprint, dataset_json), num_processes, force
+        name,
+        recur_plans(base_plans, fingerprint, dataset_json),
+        num_processes,
+        force,
+        fingerprint,
+        allow_patch_smaller_than_case,
     )
 
 
 def plan_with_pretraining(
-    dataset_id: int, pretrain_id: int, num_processes: int = 1, force: bool = False
+    dataset_id: int,
+    pretrain_id: int,
+    num_processes: int = 1,
+    force: bool = False,
+    allow_patch_smaller_than_case: bool = False,
 ) -> tuple[PlanSummary, PlanSummary]:
     """Plan the fine-tuning dataset, then move its plans to the pre-training dataset and preprocess that."""
     from nnunetv2.experiment_planning.plans_for_pretraining.move_plans_between_datasets import (
         move_plans_between_datasets,
     )
 
-    target = plan_dataset(dataset_id, num_processes, force)
+    target = plan_dataset(dataset_id, num_processes, force, allow_patch_smaller_than_case)
     source_name = dataset_name(pretrain_id)
     raw, preprocessed = _require_nnunet_paths()
     source_json = _load_json(os.path.join(raw, source_name, "dataset.json"))
@@ -266,9 +336,8 @@ def plan_with_pretraining(
             f"{source_name} has channels {source_json['channel_names']} but {target.dataset_name} has "
             f"{target_json['channel_names']}: pre-training needs the same input channels in the same order"
         )
-    _fingerprint(
-        pretrain_id, num_processes, force
-    )  # the trainer copies dataset_fingerprint.json next to the model
+    # the trainer copies dataset_fingerprint.json next to the model; its shapes check the patch below
+    source_fingerprint = _fingerprint(pretrain_id, num_processes, force)
     os.makedirs(os.path.join(preprocessed, source_name), exist_ok=True)
     moved_file = os.path.join(preprocessed, source_name, f"{RECUR_PLANS_NAME}.json")
     previous = _load_json(moved_file)
@@ -281,5 +350,7 @@ def plan_with_pretraining(
         os.path.join(raw, source_name, "dataset.json"),
         os.path.join(preprocessed, source_name, "dataset.json"),
     )
-    pretrain = _save_plans_and_preprocess(source_name, moved, num_processes, force)
+    pretrain = _save_plans_and_preprocess(
+        source_name, moved, num_processes, force, source_fingerprint, allow_patch_smaller_than_case
+    )
     return target, pretrain
