@@ -453,3 +453,74 @@ def test_trainers_refuse_nnunetv2_outside_the_range_with_a_clear_message(outside
     with pytest.raises(UnsupportedNnUNetVersion, match=rf"nnunetv2>=2\.8\.1,<2\.9.*found nnunetv2 {outside}"):
         check_nnunetv2_version(outside)
     assert check_nnunetv2_version("2.8.5") == "2.8.5"
+
+
+# --------------------------------------------------------------------------- 8. case larger than the patch
+def _fingerprint(shapes_zyx, spacings_zyx):
+    return {"shapes_after_crop": shapes_zyx, "spacings": spacings_zyx}
+
+
+def test_plan_refuses_cases_larger_than_the_patch_unless_allowed():
+    from nnunet_recur.trainers.planning import (
+        PAPER_PATCH_SIZE,
+        PatchSmallerThanCase,
+        check_patch_covers_cases,
+        shapes_at_spacing,
+    )
+
+    spacing = [2.0, 0.9765, 0.9765]
+    # a HECKTOR case cut as 128 x 224 x 160 voxels at 3 mm slices, resampled to the relapse's 2 mm: 192 slices
+    shapes = shapes_at_spacing(
+        _fingerprint([[128, 224, 160], [80, 200, 150]], [[3.0, 0.9765, 0.9765]] * 2), spacing
+    )
+    assert shapes[0] == [192, 224, 160]
+    with pytest.raises(PatchSmallerThanCase, match="--allow-patch-smaller-than-case"):
+        check_patch_covers_cases("Dataset500_H", shapes, PAPER_PATCH_SIZE, spacing, allowed=False)
+    largest, larger = check_patch_covers_cases(
+        "Dataset500_H", shapes, PAPER_PATCH_SIZE, spacing, allowed=True
+    )
+    assert (largest, larger) == ([192, 224, 160], 1)
+
+
+def test_plan_summary_says_whether_one_patch_covers_every_case():
+    from nnunet_recur.trainers.planning import PlanSummary
+
+    common = dict(
+        dataset_name="D", plans_file="p", spacing=[2, 1, 1], patch_size=[128, 224, 160], batch_size=2
+    )
+    fits = PlanSummary(
+        **common, cases_preprocessed=3, preprocessing_skipped=False, largest_case=[120, 200, 150]
+    )
+    assert "covers every case" in fits.patch_note()
+    larger = PlanSummary(
+        **common,
+        cases_preprocessed=3,
+        preprocessing_skipped=False,
+        largest_case=[192, 224, 160],
+        cases_larger_than_patch=1,
+    )
+    assert larger.patch_note().startswith("WARNING: 1 case(s) larger than the patch")
+
+
+@pytest.mark.parametrize(
+    "spacing_xyz", [(1.0, 1.0, 3.0), (0.9765, 0.9765, 2.0), (1.17, 1.17, 3.27), (0.5, 0.5, 1.5)]
+)
+def test_hecktor_box_in_mm_still_fits_the_patch_after_resampling_to_the_relapse_spacing(spacing_xyz):
+    import SimpleITK as sitk
+
+    from nnunet_recur.dataset_conversion.crop import CropBox, fixed_mm_box
+    from nnunet_recur.dataset_conversion.prepare import PreparedCase, crop_case
+    from nnunet_recur.trainers.planning import PAPER_PATCH_SIZE, shapes_at_spacing
+
+    box = CropBox.from_json(fixed_mm_box().to_json())  # as dataset.json records it
+    image = sitk.Image(40, 40, 20, sitk.sitkInt16)
+    image.SetSpacing(spacing_xyz)
+    mask = sitk.Image(40, 40, 20, sitk.sitkUInt8)
+    mask.SetSpacing(spacing_xyz)
+    case = PreparedCase(ct=image, pet=sitk.Cast(image, sitk.sitkFloat32), label=mask, gtv=mask)
+    size_xyz = crop_case(case, box, (20, 20, 10))["ct"].GetSize()
+    assert tuple(size_xyz) == box.voxels_at(spacing_xyz)
+    relapse_spacing_zyx = [2.0, 0.9765, 0.9765]
+    resampled = shapes_at_spacing(_fingerprint([size_xyz[::-1]], [spacing_xyz[::-1]]), relapse_spacing_zyx)[0]
+    assert all(r <= p for r, p in zip(resampled, PAPER_PATCH_SIZE, strict=True)), resampled
+    assert all(r >= p - 2 for r, p in zip(resampled, PAPER_PATCH_SIZE, strict=True)), resampled  # not smaller
