@@ -524,3 +524,131 @@ def test_hecktor_box_in_mm_still_fits_the_patch_after_resampling_to_the_relapse_
     resampled = shapes_at_spacing(_fingerprint([size_xyz[::-1]], [spacing_xyz[::-1]]), relapse_spacing_zyx)[0]
     assert all(r <= p for r, p in zip(resampled, PAPER_PATCH_SIZE, strict=True)), resampled
     assert all(r >= p - 2 for r, p in zip(resampled, PAPER_PATCH_SIZE, strict=True)), resampled  # not smaller
+
+
+# ------------------------------------------------------------------------------------ 7. PET z-score region
+def _three_channel_json() -> dict:
+    from nnunet_recur.dataset_conversion.nnunet_writer import CHANNEL_NAMES
+
+    return {**_dataset_json(), "channel_names": dict(CHANNEL_NAMES)}
+
+
+def _prepared_case():
+    """A 'whole stored PET' whose crop has other statistics than the whole (a hot tumour near the GTV)."""
+    import SimpleITK as sitk
+
+    from nnunet_recur.dataset_conversion.prepare import PreparedCase
+
+    rng = np.random.default_rng(3)
+    shape_zyx = (30, 40, 40)
+    suv = rng.gamma(2.0, 0.5, shape_zyx).astype(np.float32)
+    suv[12:18, 15:25, 15:25] += 12.0
+    gtv = np.zeros(shape_zyx, np.uint8)
+    gtv[13:17, 18:22, 18:22] = 1
+
+    def image(array):
+        out = sitk.GetImageFromArray(array)
+        out.SetSpacing((1.0, 1.0, 2.0))
+        return out
+
+    ct = image(rng.normal(40, 30, shape_zyx).astype(np.int16))
+    return PreparedCase(ct=ct, pet=image(suv), label=image(gtv), gtv=image(gtv)), suv
+
+
+def test_converter_writes_suv_and_the_pet_z_scored_over_the_whole_stored_pet_before_the_crop():
+    import SimpleITK as sitk
+
+    from nnunet_recur.dataset_conversion.crop import fixed_box
+    from nnunet_recur.dataset_conversion.prepare import crop_case
+
+    case, suv = _prepared_case()
+    images = crop_case(case, fixed_box((16, 16, 12)), (20, 20, 15))  # x, y, z
+    cropped_suv = sitk.GetArrayFromImage(images["pet"])
+    np.testing.assert_array_equal(cropped_suv, suv[9:21, 12:28, 12:28])  # SUV unchanged for the baseline
+    z = sitk.GetArrayFromImage(images["pet_zscore"])
+    np.testing.assert_allclose(z, (cropped_suv - suv.mean()) / suv.std(), rtol=1e-5, atol=1e-5)
+    crop_z = (cropped_suv - cropped_suv.mean()) / cropped_suv.std()
+    assert np.abs(z - crop_z).max() > 0.5  # the region matters: nnU-Net's z-score of the crop differs
+    outside = crop_case(case, fixed_box((16, 16, 60)), (20, 20, 15))  # the box leaves the image: padding
+    assert float(sitk.GetArrayFromImage(outside["pet_zscore"])[0, 0, 0]) == pytest.approx(
+        -suv.mean() / suv.std(), rel=1e-5
+    )
+
+
+def test_paper_plans_feed_the_network_ct_and_the_patient_level_pet_and_crop_is_a_choice():
+    from test_trainers_units import _fake_inputs
+
+    from nnunet_recur.trainers.planning import recur_plans
+
+    base, fingerprint, _ = _fake_inputs()
+    base["foreground_intensity_properties_per_channel"]["2"] = {"mean": 0.0, "std": 1.0}
+    paper = recur_plans(base, fingerprint, _three_channel_json())["configurations"]["3d_recur"]
+    assert paper["normalization_schemes"] == ["CTNormalization", "ZScoreNormalization", "NoNormalization"]
+    assert paper["architecture"]["arch_kwargs"]["input_channel_indices"] == [0, 2]
+    assert paper["recur_pet_zscore"] == "patient"
+    crop = recur_plans(base, fingerprint, _three_channel_json(), pet_zscore="crop")["configurations"][
+        "3d_recur"
+    ]
+    assert crop["architecture"]["arch_kwargs"]["input_channel_indices"] == [0, 1]
+    assert crop["recur_pet_zscore"] == "crop"
+    two = recur_plans(*_fake_inputs())["configurations"]["3d_recur"]  # no converter channel: crop, all inputs
+    assert (
+        two["recur_pet_zscore"] == "crop"
+        and "input_channel_indices" not in two["architecture"]["arch_kwargs"]
+    )
+
+
+def test_nnunet_preprocessing_and_the_plans_network_use_the_patient_level_pet_at_training_and_inference(
+    tmp_path,
+):
+    """nnUNetv2_train's preprocessing and nnUNetv2_predict / nnUNetPredictor run one function
+    (DefaultPreprocessor.run_case) on the converter's files and build the network from the plans: the network
+    input is exactly the converter's z-score, and the SUV channel does not reach the network."""
+    import SimpleITK as sitk
+    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    from test_trainers_units import _fake_inputs
+
+    from nnunet_recur.dataset_conversion.crop import fixed_box
+    from nnunet_recur.dataset_conversion.prepare import crop_case
+    from nnunet_recur.trainers.labels import sigmoid_region_labels
+    from nnunet_recur.trainers.planning import recur_plans
+
+    case, _ = _prepared_case()
+    images = crop_case(case, fixed_box((16, 16, 8)), (20, 20, 15))
+    files = []
+    for channel, key in enumerate(("ct", "pet", "pet_zscore")):
+        files.append(str(tmp_path / f"case_{channel:04d}.nii.gz"))
+        sitk.WriteImage(images[key], files[-1])
+    base, fingerprint, _ = _fake_inputs()
+    base["foreground_intensity_properties_per_channel"]["2"] = {"mean": 0.0, "std": 1.0}
+    fingerprint = {"spacings": [[2.0, 1.0, 1.0]], "shapes_after_crop": [[8, 16, 16]]}
+    kwargs = {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None}
+    for what in ("data", "seg", "probabilities"):  # nnU-Net's own (no resampling happens at equal spacing)
+        base["configurations"]["3d_fullres"][f"resampling_fn_{what}"] = "resample_data_or_seg_to_shape"
+        base["configurations"]["3d_fullres"][f"resampling_fn_{what}_kwargs"] = {
+            **kwargs,
+            "is_seg": what == "seg",
+        }
+    dataset_json = sigmoid_region_labels(_three_channel_json())
+    plans = PlansManager(recur_plans(base, fingerprint, dataset_json))
+    configuration = plans.get_configuration("3d_recur")
+    data, _, _ = DefaultPreprocessor(verbose=False).run_case(files, None, plans, configuration, dataset_json)
+    np.testing.assert_allclose(data[2], sitk.GetArrayFromImage(images["pet_zscore"]), rtol=1e-6)
+    network = get_network_from_plans(
+        configuration.network_arch_class_name,
+        configuration.network_arch_init_kwargs,
+        configuration.network_arch_init_kwargs_req_import,
+        3,
+        1,
+        allow_init=True,
+        deep_supervision=False,
+    ).eval()
+    x = torch.from_numpy(np.ascontiguousarray(data[None], dtype=np.float32))
+    with torch.no_grad():
+        out = network(x)
+        x[:, 1] = torch.randn_like(x[:, 1])  # the SUV channel: not a network input
+        torch.testing.assert_close(network(x), out)
+        x[:, 2] += 1.0
+        assert not torch.allclose(network(x), out)

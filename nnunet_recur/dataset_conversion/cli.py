@@ -209,7 +209,8 @@ def new_patient(
 
     Same checks, PET -> SUV on the CT grid, and the crop box recorded in the dataset's dataset.json
     ("recur_crop"), centred on this patient's GTV. Writes OUT/<case>_0000.nii.gz (CT),
-    OUT/<case>_0001.nii.gz (PET) and OUT/masks/<case>_gtv|_brain.nii.gz.
+    OUT/<case>_0001.nii.gz (PET, SUV), OUT/<case>_0002.nii.gz (PET z-scored over the whole stored PET, the
+    network's PET input) and OUT/masks/<case>_gtv|_brain.nii.gz.
 
     Example: recur convert new-patient /data/new/patient17 --dataset $nnUNet_raw/Dataset502_RecurOPSCC
     --out new_cases

@@ -757,9 +757,10 @@ def prepare_new_patient(
     `nnUNetv2_predict -i OUT_DIR`: same checks, axial cut, PET resampling, and the crop box recorded in
     its dataset.json (same size in voxels, centred on this patient's GTV centre).
 
-    Writes OUT_DIR/<case>_0000.nii.gz, _0001.nii.gz and OUT_DIR/masks/<case>_gtv|_brain.nii.gz (the
-    masks the evaluation reads); a relapse, when the folder has one, goes to OUT_DIR/labels/<case>.nii.gz.
-    Raises ConversionError with the exclusion cause when the patient fails a check.
+    Writes OUT_DIR/<case>_0000.nii.gz (CT), _0001.nii.gz (PET SUV), _0002.nii.gz (PET z-scored on the patient
+    level) and OUT_DIR/masks/<case>_gtv|_brain.nii.gz (the masks the evaluation reads); a relapse, when the
+    folder has one, goes to OUT_DIR/labels/<case>.nii.gz. Raises ConversionError with the exclusion cause when
+    the patient fails a check.
     """
     from nnunet_recur.dataset_conversion.inhouse import load_inhouse_patient
     from nnunet_recur.dataset_conversion.prepare import crop_case, measure_case
@@ -776,6 +777,7 @@ def prepare_new_patient(
     targets = {
         "ct": out_dir / f"{case_id}_0000.nii.gz",
         "pet": out_dir / f"{case_id}_0001.nii.gz",
+        "pet_zscore": out_dir / f"{case_id}_0002.nii.gz",
         "mask_gtv": out_dir / "masks" / f"{case_id}_gtv.nii.gz",
         "mask_brain": out_dir / "masks" / f"{case_id}_brain.nii.gz",
         "label": out_dir / "labels" / f"{case_id}.nii.gz",

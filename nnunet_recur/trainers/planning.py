@@ -15,9 +15,14 @@ handling); :func:`recur_plans` then derives a plans file with a single configura
   ``pydoc.locate``);
 * normalisation: a channel named CT uses nnU-Net's ``CTNormalization`` with intensity properties
   percentile_00_5 = -1024, percentile_99_5 = 1024, mean = 0, std = 1024 - i.e. clip to [-1024, 1024] HU and
-  map to [-1, 1]; every other channel (PET) uses ``ZScoreNormalization`` over the whole image (no mask):
-  per-patient z-scores. These live in the plans, which the trainer copies next to the model, so
-  ``nnUNetv2_predict`` on raw cases normalises exactly as preprocessing did.
+  map to [-1, 1]. PET (:data:`PET_ZSCORE_REGIONS`, ``recur plan --pet-zscore``): ``patient`` (default, the
+  authors' code) feeds the network the converter's channel ``PET_zscore_patient`` - PET z-scored over the
+  whole stored PET before the crop - through ``NoNormalization``, and the network reads CT and that channel
+  only (``arch_kwargs.input_channel_indices``), so the SUV channel stays in imagesTr/imagesTs for the SUVmax
+  baseline; ``crop`` z-scores the SUV channel over the stored crop (nnU-Net's ``ZScoreNormalization``, no
+  mask), the only choice for a dataset without that channel. Both live in the plans, which the trainer
+  copies next to the model, so ``nnUNetv2_predict`` and ``nnUNetPredictor`` on converted cases normalise
+  exactly as preprocessing did.
 
 ``--pretrain-from`` (:func:`plan_with_pretraining`): the *fine-tuning* dataset defines the plans (spacing and
 patch); they are moved to the pre-training dataset with nnU-Net's ``move_plans_between_datasets`` and HECKTOR
@@ -46,6 +51,8 @@ PAPER_BATCH_SIZE = 2
 PATCH_DIVISOR = 2 ** (len(PAPER_FEATURES_PER_STAGE) - 1)
 NETWORK_CLASS_NAME = "nnunet_recur.trainers.network.RecurUNet"
 CT_INTENSITY_PROPERTIES = {"mean": 0.0, "std": 1024.0, "percentile_00_5": -1024.0, "percentile_99_5": 1024.0}
+PATIENT_ZSCORE_CHANNEL = "PET_zscore_patient"  # written by the converter (nnunet_writer.CHANNEL_NAMES)
+PET_ZSCORE_REGIONS = ("patient", "crop")
 
 
 class PlanningError(RuntimeError):
@@ -67,6 +74,7 @@ class PlanSummary:
     preprocessing_skipped: bool
     largest_case: list[int] | None = None  # (z, y, x) voxels at the plans' spacing, per axis over the cases
     cases_larger_than_patch: int = 0
+    pet_zscore: str = "crop"  # the region the network's PET input was z-scored over
 
     def patch_note(self) -> str:
         """One line for the plan summary: does one patch cover every case?"""
@@ -119,15 +127,42 @@ def check_patch_covers_cases(
     return largest, larger
 
 
+def _names_by_index(channel_names: dict) -> list[str]:
+    return [str(name) for _, name in sorted(channel_names.items(), key=lambda item: int(item[0]))]
+
+
 def normalisation_for_channels(channel_names: dict) -> list[str]:
-    """CTNormalization for the channel called CT, ZScoreNormalization for every other (PET)."""
-    return [
-        "CTNormalization" if str(name).casefold() == "ct" else "ZScoreNormalization"
-        for _, name in sorted(channel_names.items(), key=lambda item: int(item[0]))
-    ]
+    """CTNormalization for CT, NoNormalization for the converter's patient-level z-scored PET (normalised
+    already), ZScoreNormalization for every other channel (PET in SUV)."""
+    schemes = []
+    for name in _names_by_index(channel_names):
+        if name.casefold() == "ct":
+            schemes.append("CTNormalization")
+        elif name == PATIENT_ZSCORE_CHANNEL:
+            schemes.append("NoNormalization")
+        else:
+            schemes.append("ZScoreNormalization")
+    return schemes
 
 
-def recur_plans(base_plans: dict, fingerprint: dict, dataset_json: dict) -> dict:
+def pet_zscore_inputs(channel_names: dict, pet_zscore: str = "patient") -> tuple[str, list[int] | None]:
+    """(region actually used, channels the network reads or None for all).
+
+    ``patient`` needs the converter's ``PET_zscore_patient`` channel and then reads every channel but the SUV
+    one; without that channel (a dataset not made by ``recur convert``) it falls back to ``crop``. ``crop``
+    reads every channel but the patient-level one.
+    """
+    if pet_zscore not in PET_ZSCORE_REGIONS:
+        raise PlanningError(f"--pet-zscore must be one of {PET_ZSCORE_REGIONS}, got {pet_zscore!r}")
+    names = _names_by_index(channel_names)
+    if PATIENT_ZSCORE_CHANNEL not in names:
+        return "crop", None
+    suv = [i for i, n in enumerate(names) if n.casefold() == "pet"]
+    skip = set(suv) if pet_zscore == "patient" else {names.index(PATIENT_ZSCORE_CHANNEL)}
+    return pet_zscore, [i for i in range(len(names)) if i not in skip]
+
+
+def recur_plans(base_plans: dict, fingerprint: dict, dataset_json: dict, pet_zscore: str = "patient") -> dict:
     """The ``nnUNetRecurPlans`` dict from nnU-Net's default plans, the fingerprint and dataset.json."""
     if "3d_fullres" not in base_plans["configurations"]:
         raise PlanningError(
@@ -140,6 +175,10 @@ def recur_plans(base_plans: dict, fingerprint: dict, dataset_json: dict) -> dict
     shapes_at_target = shapes_at_spacing(fingerprint, target_spacing)
     channel_names = dataset_json["channel_names"]
     normalisation = normalisation_for_channels(channel_names)
+    region, input_channels = pet_zscore_inputs(channel_names, pet_zscore)
+    arch_kwargs = {"features_per_stage": list(PAPER_FEATURES_PER_STAGE)}
+    if input_channels is not None:
+        arch_kwargs["input_channel_indices"] = input_channels
 
     plans = deepcopy(base_plans)
     plans["plans_name"] = RECUR_PLANS_NAME
@@ -172,10 +211,11 @@ def recur_plans(base_plans: dict, fingerprint: dict, dataset_json: dict) -> dict
             "resampling_fn_probabilities_kwargs": fullres["resampling_fn_probabilities_kwargs"],
             "architecture": {
                 "network_class_name": NETWORK_CLASS_NAME,
-                "arch_kwargs": {"features_per_stage": list(PAPER_FEATURES_PER_STAGE)},
+                "arch_kwargs": arch_kwargs,
                 "_kw_requires_import": [],
             },
             "batch_dice": True,
+            "recur_pet_zscore": region,
         }
     }
     return plans
@@ -277,6 +317,7 @@ def _save_plans_and_preprocess(
         preprocessing_skipped=skip,
         largest_case=largest,
         cases_larger_than_patch=larger,
+        pet_zscore=configuration.get("recur_pet_zscore", "crop"),
     )
 
 
@@ -289,7 +330,11 @@ def _fingerprint(dataset_id: int, num_processes: int, force: bool) -> dict:
 
 
 def plan_dataset(
-    dataset_id: int, num_processes: int = 1, force: bool = False, allow_patch_smaller_than_case: bool = False
+    dataset_id: int,
+    num_processes: int = 1,
+    force: bool = False,
+    allow_patch_smaller_than_case: bool = False,
+    pet_zscore: str = "patient",
 ) -> PlanSummary:
     """Fingerprint, nnU-Net's default planner, ``nnUNetRecurPlans`` / ``3d_recur``, then preprocessing."""
     from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
@@ -306,7 +351,7 @@ def plan_dataset(
     base_plans = planner.plan_experiment()
     return _save_plans_and_preprocess(
         name,
-        recur_plans(base_plans, fingerprint, dataset_json),
+        recur_plans(base_plans, fingerprint, dataset_json, pet_zscore),
         num_processes,
         force,
         fingerprint,
@@ -320,13 +365,14 @@ def plan_with_pretraining(
     num_processes: int = 1,
     force: bool = False,
     allow_patch_smaller_than_case: bool = False,
+    pet_zscore: str = "patient",
 ) -> tuple[PlanSummary, PlanSummary]:
     """Plan the fine-tuning dataset, then move its plans to the pre-training dataset and preprocess that."""
     from nnunetv2.experiment_planning.plans_for_pretraining.move_plans_between_datasets import (
         move_plans_between_datasets,
     )
 
-    target = plan_dataset(dataset_id, num_processes, force, allow_patch_smaller_than_case)
+    target = plan_dataset(dataset_id, num_processes, force, allow_patch_smaller_than_case, pet_zscore)
     source_name = dataset_name(pretrain_id)
     raw, preprocessed = _require_nnunet_paths()
     source_json = _load_json(os.path.join(raw, source_name, "dataset.json"))
