@@ -225,7 +225,8 @@ def test_seed_comes_from_recur_seed_or_the_fold(monkeypatch):
     monkeypatch.delenv("RECUR_SEED", raising=False)
     assert training_seed(3) == 3 and training_seed("all") == 0
     monkeypatch.setenv("RECUR_SEED", "42")
-    assert training_seed(3) == 42
+    with pytest.warns(UserWarning, match="RECUR_SEED"):
+        assert training_seed(3) == 42
     monkeypatch.setenv("RECUR_SEED", "abc")
     with pytest.raises(ValueError, match="RECUR_SEED"):
         training_seed(0)
