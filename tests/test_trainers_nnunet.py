@@ -130,7 +130,9 @@ def workspace(tmp_path_factory) -> Workspace:
         if line.startswith("export "):
             key, _, value = line[len("export ") :].partition("=")
             env[key] = shlex.split(value)[0]
-    plan_output = run([str(BIN / "recur"), "plan", str(RELAPSE_ID), "--pretrain-from", str(HECKTOR_ID)], env)
+    # HECKTOR's tiny cases (16 x 32 x 32) exceed the relapse patch (16 x 24 x 24): refused without the flag
+    plan = [str(BIN / "recur"), "plan", str(RELAPSE_ID), "--pretrain-from", str(HECKTOR_ID)]
+    plan_output = run([*plan, "--allow-patch-smaller-than-case"], env)
     return Workspace(root, env, plan_output)
 
 
@@ -152,6 +154,11 @@ def test_recur_plan_writes_one_configuration_for_both_datasets(workspace):
     assert len(list((workspace.preprocessed / HECKTOR / "nnUNetRecurPlans_3d_recur").glob("*.pkl"))) == 4
     assert len(list((workspace.preprocessed / RELAPSE / "nnUNetRecurPlans_3d_recur").glob("*.pkl"))) == 6
     assert "6 cases preprocessed" in workspace.plan_output
+    assert "one patch covers every case (largest [16, 24, 24])" in workspace.plan_output
+    assert "WARNING: 4 case(s) larger than the patch (largest [16, 32, 32])" in workspace.plan_output
+    assert (
+        "PET z-scored over the crop" in workspace.plan_output
+    )  # hand-made 2-channel data: nnU-Net's z-score
 
 
 def test_training_and_prediction_normalise_raw_cases_identically(workspace, monkeypatch):
