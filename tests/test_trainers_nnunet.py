@@ -132,6 +132,11 @@ def workspace(tmp_path_factory) -> Workspace:
             env[key] = shlex.split(value)[0]
     # HECKTOR's tiny cases (16 x 32 x 32) exceed the relapse patch (16 x 24 x 24): refused without the flag
     plan = [str(BIN / "recur"), "plan", str(RELAPSE_ID), "--pretrain-from", str(HECKTOR_ID)]
+    refused = subprocess.run(plan, env=env, capture_output=True, text=True, timeout=400)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert (
+        "error: Dataset992_HecktorTiny: 4 of 4 cases are larger than the patch [16, 24, 24]" in refused.stderr
+    )
     plan_output = run([*plan, "--allow-patch-smaller-than-case"], env)
     return Workspace(root, env, plan_output)
 
@@ -153,7 +158,7 @@ def test_recur_plan_writes_one_configuration_for_both_datasets(workspace):
     assert (workspace.preprocessed / HECKTOR / "dataset.json").is_file()  # nnUNet#2560
     assert len(list((workspace.preprocessed / HECKTOR / "nnUNetRecurPlans_3d_recur").glob("*.pkl"))) == 4
     assert len(list((workspace.preprocessed / RELAPSE / "nnUNetRecurPlans_3d_recur").glob("*.pkl"))) == 6
-    assert "6 cases preprocessed" in workspace.plan_output
+    assert "6 cases already up to date" in workspace.plan_output  # the refused run had preprocessed them
     assert "one patch covers every case (largest [16, 24, 24])" in workspace.plan_output
     assert "WARNING: 4 case(s) larger than the patch (largest [16, 32, 32])" in workspace.plan_output
     assert (
