@@ -40,7 +40,10 @@ _CT_SERIES_HELP = (
 def _finish(summary) -> None:
     """Print the one-line summary and where things went; exit 0 when at least one patient converted."""
     typer.echo(f"dataset: {summary.dataset_folder}")
-    if summary.box.size_voxels is not None:
+    if summary.box.size_mm is not None:
+        size = " x ".join(f"{s:g}" for s in summary.box.size_mm)
+        typer.echo(f"crop box ({summary.box.mode}): {size} mm (x, y, z), in voxels at each case's spacing")
+    elif summary.box.size_voxels is not None:
         size = " x ".join(str(s) for s in summary.box.size_voxels)
         typer.echo(f"crop box ({summary.box.mode}): {size} voxels (x, y, z)")
     else:
@@ -171,7 +174,11 @@ def hecktor(
     name: str = typer.Option("HECKTOR2022", "--name", help="Dataset name: DatasetXXX_<name>."),
     labels: str = typer.Option("gtvp", "--labels", help="gtvp (the paper's pre-training) or gtvp+gtvn."),
     crop: str = typer.Option(
-        "fixed", "--crop", help="fixed: 160 x 224 x 128 voxels around the GTVp centre; auto; none."
+        "fixed-mm",
+        "--crop",
+        help="fixed-mm: the paper's 160 x 224 x 128-voxel box in mm (156.2 x 218.7 x 256 mm) around the "
+        "GTVp centre, so that it still fits the patch after nnU-Net resamples HECKTOR to the relapse "
+        "spacing; fixed: 160 x 224 x 128 voxels at HECKTOR's own spacing; auto; none.",
     ),
     report_dir: Path = typer.Option(None, "--report-dir", help=_REPORT_HELP),
     id_map: Path = typer.Option(None, "--id-map", help=_ID_MAP_HELP),
@@ -219,7 +226,8 @@ def new_patient(
 
     Same checks, PET -> SUV on the CT grid, and the crop box recorded in the dataset's dataset.json
     ("recur_crop"), centred on this patient's GTV. Writes OUT/<case>_0000.nii.gz (CT),
-    OUT/<case>_0001.nii.gz (PET) and OUT/masks/<case>_gtv|_brain.nii.gz.
+    OUT/<case>_0001.nii.gz (PET, SUV), OUT/<case>_0002.nii.gz (PET z-scored over the whole stored PET, the
+    network's PET input) and OUT/masks/<case>_gtv|_brain.nii.gz.
 
     Example: recur convert new-patient /data/new/patient17 --dataset $nnUNet_raw/Dataset502_RecurOPSCC
     --out new_cases

@@ -27,7 +27,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nnunet_recur.dataset_conversion.crop import CROP_MODES, CropBox, derive_auto_box, fixed_box, no_box
+from nnunet_recur.dataset_conversion.crop import (
+    CROP_MODES,
+    CropBox,
+    derive_auto_box,
+    fixed_box,
+    fixed_mm_box,
+    no_box,
+)
 from nnunet_recur.dataset_conversion.errors import (
     NON_DATA_CAUSES,
     UNREADABLE,
@@ -652,6 +659,8 @@ def _crop_box(mode: str, measurements: list[CaseMeasurement | None]) -> CropBox:
         return no_box()
     if mode == "fixed":
         return fixed_box()
+    if mode == "fixed-mm":
+        return fixed_mm_box()
     usable = [m for m in measurements if m is not None]
     return derive_auto_box([m.extent_mm for m in usable], [m.spacing_mm for m in usable])
 
@@ -826,7 +835,7 @@ def convert_hecktor(
     name: str = "HECKTOR2022",
     *,
     labels: str = "gtvp",
-    crop: str = "fixed",
+    crop: str = "fixed-mm",
     report_dir: str | Path | None = None,
     id_map: str | Path | None = None,
     workers: int = 1,
@@ -870,10 +879,11 @@ def prepare_new_patient(
     `nnUNetv2_predict -i OUT_DIR`: same checks, axial cut, PET resampling, and the crop box recorded in
     its dataset.json (same size in voxels, centred on this patient's GTV centre).
 
-    Writes OUT_DIR/<case>_0000.nii.gz, _0001.nii.gz and OUT_DIR/masks/<case>_gtv|_brain.nii.gz (the
-    masks the evaluation reads); a relapse, when the folder has one, goes to OUT_DIR/labels/<case>.nii.gz.
-    Raises ConversionError with the exclusion cause when the patient fails a check, ValueError for a
-    case id that is not a plain file-name stem (`[A-Za-z0-9_-]`: `../../x` would write outside OUT_DIR).
+    Writes OUT_DIR/<case>_0000.nii.gz (CT), _0001.nii.gz (PET SUV), _0002.nii.gz (PET z-scored on the patient
+    level) and OUT_DIR/masks/<case>_gtv|_brain.nii.gz (the masks the evaluation reads); a relapse, when the
+    folder has one, goes to OUT_DIR/labels/<case>.nii.gz. Raises ConversionError with the exclusion cause when
+    the patient fails a check, ValueError for a case id that is not a plain file-name stem (`[A-Za-z0-9_-]`:
+    `../../x` would write outside OUT_DIR).
     """
     check_case_id(case_id)
     from nnunet_recur.dataset_conversion.inhouse import load_inhouse_patient
@@ -895,6 +905,7 @@ def prepare_new_patient(
     targets = {
         "ct": out_dir / f"{case_id}_0000.nii.gz",
         "pet": out_dir / f"{case_id}_0001.nii.gz",
+        "pet_zscore": out_dir / f"{case_id}_0002.nii.gz",
         "mask_gtv": out_dir / "masks" / f"{case_id}_gtv.nii.gz",
         "mask_brain": out_dir / "masks" / f"{case_id}_brain.nii.gz",
         "label": out_dir / "labels" / f"{case_id}.nii.gz",

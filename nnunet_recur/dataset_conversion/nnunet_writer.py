@@ -20,7 +20,9 @@ import SimpleITK as sitk
 from nnunet_recur.dataset_conversion.nifti_io import verify_written_nifti
 
 FILE_ENDING = ".nii.gz"
-CHANNEL_NAMES = {"0": "CT", "1": "PET"}
+# 0: CT (HU), 1: PET in SUV (the SUVmax baseline reads it), 2: PET z-scored over the whole stored PET before
+# the crop (the network's PET input: paper II.C "on a patient level", as the authors' code)
+CHANNEL_NAMES = {"0": "CT", "1": "PET", "2": "PET_zscore_patient"}
 PARTS = ("Tr", "Ts")
 MASK_NAMES = ("gtv", "brain")
 TMP_DIR_NAME = ".recur_tmp"
@@ -112,6 +114,7 @@ class DatasetWriter:
         files = {f"mask_{m}": self.folder / f"masks{part}" / f"{case}_{m}{FILE_ENDING}" for m in mask_names}
         files["label"] = self.folder / f"labels{part}" / f"{case}{FILE_ENDING}"
         files["pet"] = self.folder / f"images{part}" / f"{case}_0001{FILE_ENDING}"
+        files["pet_zscore"] = self.folder / f"images{part}" / f"{case}_0002{FILE_ENDING}"
         files["ct"] = self.folder / f"images{part}" / f"{case}_0000{FILE_ENDING}"
         return files
 

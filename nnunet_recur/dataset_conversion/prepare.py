@@ -170,25 +170,50 @@ def measure_case(case: PreparedCase) -> CaseMeasurement:
     return CaseMeasurement(centre, extent, tuple(float(s) for s in case.ct.GetSpacing()))  # type: ignore[arg-type]
 
 
-def crop_case(case: PreparedCase, box: CropBox, centre_index: tuple[int, int, int]) -> dict[str, sitk.Image]:
-    """The files of one case for the nnU-Net writer (keys ct, pet, label, mask_gtv[, mask_brain]).
+def patient_pet_statistics(pet: sitk.Image) -> tuple[float, float]:
+    """Mean and standard deviation of the whole stored PET (on the CT grid, before the crop).
 
-    CT HU (int16 when integral), PET SUV float32, label and masks uint8; all carry the cropped CT's
-    exact spacing/origin/direction.
+    The paper z-scores PET "on a patient level"; the authors' code normalises the whole stored PET before it
+    crops. The standard deviation is floored at 1e-8, as nnU-Net's ZScoreNormalization does.
     """
-    images = {"ct": case.ct, "pet": case.pet, "label": case.label, "mask_gtv": case.gtv}
+    values = sitk.GetArrayViewFromImage(pet)
+    mean = float(values.mean(dtype=np.float64))
+    std = float(values.std(dtype=np.float64))
+    if not (np.isfinite(mean) and np.isfinite(std)):
+        raise ValueError("PET holds non-finite values")
+    return mean, max(std, 1e-8)
+
+
+def crop_case(case: PreparedCase, box: CropBox, centre_index: tuple[int, int, int]) -> dict[str, sitk.Image]:
+    """The files of one case for the nnU-Net writer (keys ct, pet, pet_zscore, label, mask_gtv[, mask_brain]).
+
+    CT HU (int16 when integral), PET SUV float32, PET z-scored over the whole stored PET before the crop
+    (``pet_zscore``, float32: the network's PET input, see docs/trainers.md), label and masks uint8; all carry
+    the cropped CT's exact spacing/origin/direction.
+    """
+    mean, std = patient_pet_statistics(case.pet)
+    pet_zscore = sitk.ShiftScale(sitk.Cast(case.pet, sitk.sitkFloat32), -mean, 1.0 / std)
+    images = {
+        "ct": case.ct,
+        "pet": case.pet,
+        "pet_zscore": pet_zscore,
+        "label": case.label,
+        "mask_gtv": case.gtv,
+    }
     if case.brain is not None:
         images["mask_brain"] = case.brain
-    pads = {"ct": PAD_CT_HU, "pet": PAD_PET_SUV}
-    if box.size_voxels is not None:
-        start = geometry.box_start(centre_index, box.size_voxels)
+    pads = {"ct": PAD_CT_HU, "pet": PAD_PET_SUV, "pet_zscore": (PAD_PET_SUV - mean) / std}
+    size = box.voxels_at(case.ct.GetSpacing())
+    if size is not None:
+        start = geometry.box_start(centre_index, size)
         images = {
-            key: geometry.crop_box(image, start, box.size_voxels, pads.get(key, PAD_LABEL))
+            key: geometry.crop_box(image, start, size, pads.get(key, PAD_LABEL))
             for key, image in images.items()
         }
     ct = ct_for_writing(images["ct"])
     out = {"ct": ct}
     out["pet"] = geometry.with_geometry_of(sitk.Cast(images["pet"], sitk.sitkFloat32), ct)
+    out["pet_zscore"] = geometry.with_geometry_of(sitk.Cast(images["pet_zscore"], sitk.sitkFloat32), ct)
     for key in ("label", "mask_gtv", "mask_brain"):
         if key in images:
             out[key] = geometry.with_geometry_of(sitk.Cast(images[key], sitk.sitkUInt8), ct)

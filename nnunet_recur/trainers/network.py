@@ -131,10 +131,17 @@ class RecurUNet(nn.Module):
         num_classes: int = 1,
         deep_supervision: bool = False,
         features_per_stage: Sequence[int] = PAPER_FEATURES_PER_STAGE,
+        input_channel_indices: Sequence[int] | None = None,
     ):
         super().__init__()
         self.features_per_stage = tuple(int(f) for f in features_per_stage)
-        self.encoder = RecurEncoder(input_channels, self.features_per_stage)
+        # the input channels the network reads (None: all), e.g. CT and the patient-level z-scored PET of a
+        # CT / PET-SUV / PET-z dataset (planning.py); the SUV channel stays in the images for the baselines
+        self.input_channel_indices = (
+            None if input_channel_indices is None else [int(i) for i in input_channel_indices]
+        )
+        used = input_channels if self.input_channel_indices is None else len(self.input_channel_indices)
+        self.encoder = RecurEncoder(used, self.features_per_stage)
         self.decoder = RecurDecoder(self.features_per_stage, num_classes, deep_supervision)
         self.divisor = 2 ** (len(self.features_per_stage) - 1)
         he_initialise(self)
@@ -145,6 +152,8 @@ class RecurUNet(nn.Module):
                 f"RecurUNet pools {len(self.features_per_stage) - 1} times: every spatial size must be a "
                 f"multiple of {self.divisor}, got {tuple(x.shape[2:])}"
             )
+        if self.input_channel_indices is not None:
+            x = x[:, self.input_channel_indices]
         return self.decoder(self.encoder(x))
 
 

@@ -6,6 +6,7 @@ nnU-Net finds them by class name (``nnUNetv2_train ... -tr NAME``) through the f
 
 from __future__ import annotations
 
+from nnunet_recur.trainers.augmentation import LEFT_RIGHT_SPATIAL_AXIS
 from nnunet_recur.trainers.plain_unet import nnUNetTrainerRecurPlainConvUNet
 from nnunet_recur.trainers.published_code import (
     nnUNetTrainerRecurPublishedCode,
@@ -19,6 +20,8 @@ __all__ = [
     "nnUNetTrainerRecur",
     "nnUNetTrainerRecurPretrain",
     "nnUNetTrainerRecurFinetune",
+    "nnUNetTrainerRecurTTA",
+    "nnUNetTrainerRecurMixedPrecision",
     "nnUNetTrainerRecurPublishedCode",
     "nnUNetTrainerRecurPublishedCodeFinetune",
     "nnUNetTrainerRecurPublishedCodePretrain",
@@ -56,6 +59,21 @@ class nnUNetTrainerRecurFinetune(nnUNetTrainerRecur):
     """AI finetune: the same recipe as "AI random", started from the HECKTOR pre-trained weights
     (``-pretrained_weights``). Its own class so that the model gets its own results folder by name, and
     ``recur best-seed``, export and zip tools see two models, not one trainer under two nnUNet_results."""
+
+
+class nnUNetTrainerRecurTTA(nnUNetTrainerRecur):
+    """The paper's recipe with test-time augmentation: ``nnUNetv2_predict`` (without ``--disable_tta``)
+    averages the prediction with its left-right mirror. The paper predicted with one forward pass: opt-in."""
+
+    tta_mirror_axes = (LEFT_RIGHT_SPATIAL_AXIS,)
+
+
+class nnUNetTrainerRecurMixedPrecision(nnUNetTrainerRecur):
+    """The paper's recipe in mixed precision on CUDA: bf16 autocast where the GPU supports it (Ampere and
+    later), else fp16 autocast with a GradScaler; no gradient clipping either way. Halves the activation
+    memory (docs/trainers.md: which GPUs hold batch 2 at 128 x 224 x 160); the paper trained in fp32."""
+
+    use_mixed_precision = True
 
 
 class nnUNetTrainerRecurNnUNetAugmentation_lr1e3(nnUNetTrainerRecur):
