@@ -63,8 +63,9 @@ from nnunet_recur.trainers.checkpoints import load_pretrained_weights_on_cpu, un
 from nnunet_recur.trainers.compat import check_nnunetv2_version
 from nnunet_recur.trainers.labels import sigmoid_region_labels
 from nnunet_recur.trainers.losses import PaperDiceLoss, hard_dice
-from nnunet_recur.trainers.sampling import EpochPermutationDataLoader, iterations_per_epoch
+from nnunet_recur.trainers.sampling import WholeCaseEpochPermutationDataLoader, iterations_per_epoch
 from nnunet_recur.trainers.seeds import BEST_FILE, write_json_atomically
+from nnunet_recur.trainers.whole_case_loader import deduplicated_regions
 
 check_nnunetv2_version()  # refuse at import: the overrides below are written against nnunetv2 2.8.x
 
@@ -309,6 +310,8 @@ class nnUNetTrainerRecur(nnUNetTrainer):
             )
         transforms.append(RemoveLabelTansform(-1, 0))
         if regions is not None:
+            # [k, k] -> (k,): the same voxels, compared with == instead of torch.isin (1.4x faster batches)
+            regions = deduplicated_regions(regions)
             transforms.append(
                 ConvertSegmentationToRegionsTransform(
                     regions=list(regions) + [ignore_label] if ignore_label is not None else regions,
@@ -341,7 +344,7 @@ class nnUNetTrainerRecur(nnUNetTrainer):
         return global_batch, sum(shares[:rank])
 
     def get_dataloaders(self):
-        """nnU-Net's training pipeline with :class:`EpochPermutationDataLoader`; no patch validation loader.
+        """nnU-Net's pipeline with :class:`WholeCaseEpochPermutationDataLoader`; no patch validation loader.
 
         Workers go through batchgenerators' ``MultiThreadedAugmenter`` (one queue per worker, read in turn),
         so the batches arrive in the permutation's order; nnU-Net's warm-up ``next()`` is left out, as it
@@ -368,7 +371,7 @@ class nnUNetTrainerRecur(nnUNetTrainer):
         dataset_tr, _ = self.get_tr_and_val_datasets()
         global_batch, offset = self.global_batch_size_and_offset()
         workers = get_allowed_n_proc_DA()
-        loader = EpochPermutationDataLoader(
+        loader = WholeCaseEpochPermutationDataLoader(
             dataset_tr,
             self.batch_size,
             initial_patch_size,

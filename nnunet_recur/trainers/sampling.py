@@ -32,6 +32,8 @@ import math
 import numpy as np
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 
+from nnunet_recur.trainers.whole_case_loader import WholeCaseBatchMixin
+
 
 def iterations_per_epoch(n_cases: int, global_batch_size: int) -> int:
     """Batches that show every case once: ``ceil(n / batch)`` (at least 1)."""
@@ -141,3 +143,8 @@ class EpochPermutationDataLoader(nnUNetDataLoader):
                 lower[axis] = -((patch - size) // 2)
                 upper[axis] = lower[axis] + patch
         return lower, upper
+
+
+class WholeCaseEpochPermutationDataLoader(WholeCaseBatchMixin, EpochPermutationDataLoader):
+    """The trainers' loader: one permutation per epoch, and a case that is the patch read whole (no box,
+    crop or pad; bench/data_pipeline.py: 1.55x the stock loader's batches per second with the regions fix)."""
