@@ -5,7 +5,9 @@ Prints, from one run on the same cases:
      (identical Dice values asserted; target >= 4x);
   2. `compare` with every metric but HD95 (PO included) against the floor of reading each volume it
      needs once (target <= 2x), with and without PET/masks (SUV capture curve), and with .npz maps;
-  3. the cost of HD95 on its own.
+  3. the cost of HD95 on its own;
+  4. the reader guard (truncation check + raw-stream NaN scan of float files) against a plain
+     `sitk.ReadImage` of the same files (target <= 1.5x for a case's PET + masks + label).
 
 Usage: .venv/bin/python bench/eval_speed.py [--cases 4] [--repeats 3] [--keep DIR]
 """
@@ -242,6 +244,19 @@ def main() -> None:
         f"\n3. HD95: +{(t_with - t_without) / n:.3f} s/case for {len(methods)} methods"
         f" ({per_pair:.3f} s per method and case)"
     )
+
+    # 4. the reader guard on its own
+    pet_files = [raw / "imagesTs" / f"{c}_0001.nii.gz" for c in cases]
+    mask_files = [p for p in image_files if "masksTs" in str(p)] + label_files
+    print("\n4. reader guard (truncation check, NaN scan of float files) vs plain sitk.ReadImage")
+    for label, files in (("PET (float32)", pet_files), ("masks + label (uint8)", mask_files),
+                         ("a case: PET + masks + label", pet_files + mask_files)):  # fmt: skip
+        t_plain = best_of(args.repeats, lambda files=files: floor(files))
+        t_guarded = best_of(args.repeats, lambda files=files: [read_volume(f) for f in files])
+        print(
+            f"   {label:30s} plain {t_plain / n:.3f} s/case, guarded {t_guarded / n:.3f} s/case"
+            f" -> {t_guarded / t_plain:.2f}x"
+        )
 
     if args.keep is None:
         shutil.rmtree(root, ignore_errors=True)

@@ -112,14 +112,14 @@ def test_dataset_layout_json_and_split(cohort):
     root, _, summary = cohort
     folder = root / "raw" / "Dataset007_Tiny"
     ds = json.loads((folder / "dataset.json").read_text())
-    assert ds["channel_names"] == {"0": "CT", "1": "PET"}
+    assert ds["channel_names"] == {"0": "CT", "1": "PET", "2": "PET_zscore_patient"}
     assert ds["labels"] == {"background": 0, "relapse": [1]} and ds["regions_class_order"] == [1]
     assert ds["file_ending"] == ".nii.gz"
     split = summary.split
     assert (len(split.train), len(split.val), len(split.test)) == (4, 2, 2)
     assert ds["numTraining"] == 6
     tr = sorted(p.name for p in (folder / "imagesTr").iterdir())
-    assert tr == sorted(f"{c}_{ch}.nii.gz" for c in split.train_val for ch in ("0000", "0001"))
+    assert tr == sorted(f"{c}_{ch}.nii.gz" for c in split.train_val for ch in ("0000", "0001", "0002"))
     ts = sorted(p.name for p in (folder / "labelsTs").iterdir())
     assert ts == sorted(f"{c}.nii.gz" for c in split.test)
     assert sorted(p.name for p in (folder / "masksTs").iterdir()) == sorted(
@@ -311,6 +311,7 @@ def test_new_patient_is_prepared_like_the_training_data(cohort, tmp_path):
     for key, ours in (
         ("ct", f"images{part}/{case}_0000"),
         ("pet", f"images{part}/{case}_0001"),
+        ("pet_zscore", f"images{part}/{case}_0002"),
         ("mask_gtv", f"masks{part}/{case}_gtv"),
     ):
         a = sitk.ReadImage(str(files[key]))
@@ -334,7 +335,7 @@ def test_new_patient_command_writes_predict_input_and_refuses_a_folder_without_d
     out = tmp_path / "input"
     result = CliRunner().invoke(app, ["new-patient", str(new), "--dataset", str(folder), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.glob("*.nii.gz")) == ["RECUR_NEW_0000.nii.gz", "RECUR_NEW_0001.nii.gz"]
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == [f"RECUR_NEW_000{c}.nii.gz" for c in range(3)]
     assert (out / "masks" / "RECUR_NEW_gtv.nii.gz").is_file()
     assert "PAT_B" not in " ".join(str(p) for p in out.rglob("*"))
 

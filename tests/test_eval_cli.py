@@ -100,14 +100,20 @@ def test_baselines_then_compare_end_to_end(dataset, tmp_path):
     assert (sweep_out / "figure4.png").stat().st_size > 0
 
     suv_out, gtv_out = tmp_path / "suvmax", tmp_path / "gtv"
+    leak = runner.invoke(app, ["suvmax-predict", "--best", str(sweep_out / "best.json"), "--dataset",
+                               str(raw), "--out", str(suv_out)])  # fmt: skip
+    assert leak.exit_code == 2 and "RECUR_001, RECUR_002" in leak.output  # swept cases are not predicted
     result = runner.invoke(app, ["suvmax-predict", "--best", str(sweep_out / "best.json"), "--dataset",
+                                 str(raw), "--cases", "RECUR_003", "--out", str(suv_out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["suvmax-predict", "--percent", str(best["percent"]), "--dataset",
                                  str(raw), "--out", str(suv_out)])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in suv_out.glob("*.nii.gz")) == [f"{c}.nii.gz" for c in CASES]
     rerun = runner.invoke(
         app, ["suvmax-predict", "--percent", "12", "--dataset", str(raw), "--out", str(suv_out)]
     )
-    assert rerun.exit_code == 1 and "--overwrite" in rerun.output  # another percent into the same folder
+    assert rerun.exit_code == 2 and "--overwrite" in rerun.output  # another percent into the same folder
     result = runner.invoke(app, ["gtv-predict", "--masks", str(raw / "masksTs"), "--out", str(gtv_out)])
     assert result.exit_code == 0, result.output
     written = sitk.ReadImage(str(gtv_out / "RECUR_002.nii.gz"))
@@ -190,7 +196,7 @@ def test_missing_case_is_an_error_or_a_footnote(dataset, tmp_path):
     args = ["compare", "--gt", str(raw / "labelsTs"), "--pred", f"AI={dataset['ai']}", "--pred",
             f"Partial={partial}", "--no-figures", "--no-hd95"]  # fmt: skip
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "a")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "RECUR_003" in result.output and "Partial" in result.output
     assert not (tmp_path / "a" / "per_case.csv").exists()
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "b"), "--allow-missing"])
@@ -218,7 +224,7 @@ def test_geometry_mismatch_exits_non_zero_naming_both_files(dataset, tmp_path):
             str(tmp_path / "o"),
         ],
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert str(raw / "labelsTs" / "RECUR_001.nii.gz") in result.output
     assert str(shifted / "RECUR_001.nii.gz") in result.output
     assert "origin" in result.output
@@ -234,7 +240,8 @@ def test_failed_case_is_recorded_and_the_batch_goes_on(dataset, tmp_path):
     write(np.zeros(SHAPE, np.uint8), masks / "RECUR_002_gtv.nii.gz")  # SUVmax undefined
     common = ["--images", str(raw / "imagesTs"), "--masks", str(masks)]
     result = runner.invoke(
-        app, ["suvmax-sweep", *common, "--gt", str(raw / "labelsTs"), "--out", str(tmp_path / "s")]
+        app,
+        ["suvmax-sweep", *common, "--gt", str(raw / "labelsTs"), "--all-cases", "--out", str(tmp_path / "s")],
     )
     assert result.exit_code == 1
     assert "RECUR_002" in result.output and "RECUR_002_gtv.nii.gz" in result.output

@@ -52,12 +52,16 @@ def test_find_dataset_by_id_and_name(tmp_path, monkeypatch):
         volumes.find_dataset("503")
 
 
-def test_evaluation_imports_no_trainer_and_no_converter():
+def test_evaluation_imports_no_trainer_and_only_the_converters_reader_guard():
     pattern = re.compile(
         r"^\s*(from|import)\s+nnunet_recur\.(trainers|dataset_conversion|workflow|synthetic)"
     )
+    # the one shared piece: the NIfTI truncation guard, so both sides refuse a cut-short file alike
+    shared = "from nnunet_recur.dataset_conversion.nifti_io import check_nifti_complete"
     for source in EVALUATION.glob("*.py"):
         for line in source.read_text(encoding="utf-8").splitlines():
+            if line.strip() == shared and source.name == "volumes.py":
+                continue
             assert not pattern.match(line), f"{source.name}: {line}"
 
 

@@ -6,11 +6,15 @@ import sys
 import pytest
 import torch
 
-from nnunet_recur.trainers.network import RecurUNet, count_trainable_parameters
+from nnunet_recur.trainers.network import RecurUNet, count_trainable_parameters, published_layer_count
 
 
 def test_parameter_count_is_the_papers_5_6_million():
     assert count_trainable_parameters(RecurUNet(input_channels=2, num_classes=1)) == 5_600_577
+
+
+def test_layers_counted_as_a_forward_hook_summary_of_the_authors_net_are_the_papers_65():
+    assert published_layer_count(RecurUNet(input_channels=2, num_classes=1)) == 65
 
 
 def test_five_levels_give_the_published_scripts_22_6_million():

@@ -267,7 +267,9 @@ def test_bad_input_gives_one_line_naming_the_problem_and_writes_nothing(trained,
     wrong_channels = tmp_path / "channels" / MODEL_FOLDER
     shutil.copytree(model, wrong_channels)
     dataset_json = json.loads((wrong_channels / "dataset.json").read_text())
-    (wrong_channels / "dataset.json").write_text(json.dumps({**dataset_json, "channel_names": {"0": "CT"}}))
+    (wrong_channels / "dataset.json").write_text(
+        json.dumps({**dataset_json, "channel_names": {"0": "CT", "1": "MR"}})
+    )
     wrong_crop = tmp_path / "crop" / MODEL_FOLDER
     shutil.copytree(model, wrong_crop)
     crop = {**dataset_json["recur_crop"], "reference_spacing_mm": [0.5, 0.5, 1.0]}

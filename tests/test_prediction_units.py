@@ -130,7 +130,7 @@ def test_model_resolution_and_fold_choice(tmp_path, monkeypatch):
 
 def test_models_that_do_not_fit_are_refused(tmp_path):
     with pytest.raises(ModelError, match="input channels"):
-        resolve_model(write_model(tmp_path / "a", channels={"0": "CT"}))
+        resolve_model(write_model(tmp_path / "a", channels={"0": "CT", "1": "MR"}))
     with pytest.raises(ModelError, match="recur_crop"):
         resolve_model(write_model(tmp_path / "b", crop=False))
     with pytest.raises(ModelError, match="no fold_N"):

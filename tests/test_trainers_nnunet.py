@@ -130,7 +130,14 @@ def workspace(tmp_path_factory) -> Workspace:
         if line.startswith("export "):
             key, _, value = line[len("export ") :].partition("=")
             env[key] = shlex.split(value)[0]
-    plan_output = run([str(BIN / "recur"), "plan", str(RELAPSE_ID), "--pretrain-from", str(HECKTOR_ID)], env)
+    # HECKTOR's tiny cases (16 x 32 x 32) exceed the relapse patch (16 x 24 x 24): refused without the flag
+    plan = [str(BIN / "recur"), "plan", str(RELAPSE_ID), "--pretrain-from", str(HECKTOR_ID)]
+    refused = subprocess.run(plan, env=env, capture_output=True, text=True, timeout=400)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert (
+        "error: Dataset992_HecktorTiny: 4 of 4 cases are larger than the patch [16, 24, 24]" in refused.stderr
+    )
+    plan_output = run([*plan, "--allow-patch-smaller-than-case"], env)
     return Workspace(root, env, plan_output)
 
 
@@ -151,7 +158,12 @@ def test_recur_plan_writes_one_configuration_for_both_datasets(workspace):
     assert (workspace.preprocessed / HECKTOR / "dataset.json").is_file()  # nnUNet#2560
     assert len(list((workspace.preprocessed / HECKTOR / "nnUNetRecurPlans_3d_recur").glob("*.pkl"))) == 4
     assert len(list((workspace.preprocessed / RELAPSE / "nnUNetRecurPlans_3d_recur").glob("*.pkl"))) == 6
-    assert "6 cases preprocessed" in workspace.plan_output
+    assert "6 cases already up to date" in workspace.plan_output  # the refused run had preprocessed them
+    assert "one patch covers every case (largest [16, 24, 24])" in workspace.plan_output
+    assert "WARNING: 4 case(s) larger than the patch (largest [16, 32, 32])" in workspace.plan_output
+    assert (
+        "PET z-scored over the crop" in workspace.plan_output
+    )  # hand-made 2-channel data: nnU-Net's z-score
 
 
 def test_training_and_prediction_normalise_raw_cases_identically(workspace, monkeypatch):
@@ -195,7 +207,8 @@ def test_pretrain_finetune_and_predict_through_the_stock_cli(workspace):
         + ["-tr", trainer, "-device", "cpu", "-pretrained_weights", str(pretrained)],
         workspace.train_env(),
     )
-    assert "Loading pre-trained weights from" in output and "output head kept" in output
+    # GTVp (1 sigmoid channel) -> relapse (1 channel): every tensor fits, the head is transferred too
+    assert "Loading pre-trained weights from" in output and "output head transferred" in output
     fold_dir = workspace.fold_dir(RELAPSE, trainer)
     final = torch.load(fold_dir / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     best = torch.load(fold_dir / "checkpoint_best.pth", map_location="cpu", weights_only=False)
@@ -204,7 +217,7 @@ def test_pretrain_finetune_and_predict_through_the_stock_cli(workspace):
     assert all(
         torch.equal(final["network_weights"][k], best["network_weights"][k]) for k in best["network_weights"]
     )
-    assert final["inference_allowed_mirroring_axes"] == (2,)
+    assert final["inference_allowed_mirroring_axes"] is None  # one forward pass in nnUNetv2_predict
     assert len(final["logging"]["lrs"]) == 2 and final["logging"]["lrs"][0] == pytest.approx(0.1)
 
     best_record = json.loads((fold_dir / "recur_best.json").read_text())

@@ -26,12 +26,24 @@ _REPORT_HELP = (
 )
 _ID_MAP_HELP = "Write the patient -> case pseudonym map (CSV patient,case) here; not written unless asked."
 _WORKERS_HELP = "Patients converted in parallel (processes)."
+_PET_SERIES_HELP = (
+    "Which PET series to convert, when a patient has several: a SeriesInstanceUID or a regex of the "
+    "SeriesDescription. Default: the one attenuation- and decay-corrected series "
+    "(CorrectedImage ATTN + DECY)."
+)
+_CT_SERIES_HELP = (
+    "Which CT series to convert when the RTSTRUCT references none of several: a SeriesInstanceUID or a "
+    "regex of the SeriesDescription."
+)
 
 
 def _finish(summary) -> None:
     """Print the one-line summary and where things went; exit 0 when at least one patient converted."""
     typer.echo(f"dataset: {summary.dataset_folder}")
-    if summary.box.size_voxels is not None:
+    if summary.box.size_mm is not None:
+        size = " x ".join(f"{s:g}" for s in summary.box.size_mm)
+        typer.echo(f"crop box ({summary.box.mode}): {size} mm (x, y, z), in voxels at each case's spacing")
+    elif summary.box.size_voxels is not None:
         size = " x ".join(str(s) for s in summary.box.size_voxels)
         typer.echo(f"crop box ({summary.box.mode}): {size} voxels (x, y, z)")
     else:
@@ -48,6 +60,8 @@ def _finish(summary) -> None:
     typer.echo(f"report: {summary.report_dir} (exclusions.csv, cases.csv, summary.json)")
     typer.echo(f"{summary.written} case(s) written, {summary.skipped} unchanged and skipped")
     typer.echo(summary.line)
+    for failure in summary.failed_for_non_data_reasons:
+        typer.echo(f"error [{failure.cause}]: {failure.patient}: {failure.detail}", err=True)
     raise typer.Exit(summary.exit_code)
 
 
@@ -56,7 +70,7 @@ def _run(function, **kwargs) -> None:
 
     try:
         summary = function(**kwargs)
-    except (DatasetLocationError, FileNotFoundError, ValueError) as exc:
+    except (DatasetLocationError, OSError, ValueError) as exc:  # OSError: a report on a full disk
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     _finish(summary)
@@ -122,6 +136,8 @@ def inhouse(
     id_map: Path = typer.Option(None, "--id-map", help=_ID_MAP_HELP),
     workers: int = typer.Option(1, "--workers", min=1, help=_WORKERS_HELP),
     raw_dir: Path = typer.Option(None, "--raw-dir", help=_RAW_DIR_HELP),
+    pet_series: str = typer.Option(None, "--pet-series", help=_PET_SERIES_HELP),
+    ct_series: str = typer.Option(None, "--ct-series", help=_CT_SERIES_HELP),
 ) -> None:
     """Convert an in-house cohort into a relapse dataset (help text: INHOUSE_HELP).
 
@@ -144,6 +160,8 @@ def inhouse(
         id_map=id_map,
         workers=workers,
         raw_dir=raw_dir,
+        pet_series=pet_series,
+        ct_series=ct_series,
     )
 
 
@@ -156,7 +174,11 @@ def hecktor(
     name: str = typer.Option("HECKTOR2022", "--name", help="Dataset name: DatasetXXX_<name>."),
     labels: str = typer.Option("gtvp", "--labels", help="gtvp (the paper's pre-training) or gtvp+gtvn."),
     crop: str = typer.Option(
-        "fixed", "--crop", help="fixed: 160 x 224 x 128 voxels around the GTVp centre; auto; none."
+        "fixed-mm",
+        "--crop",
+        help="fixed-mm: the paper's 160 x 224 x 128-voxel box in mm (156.2 x 218.7 x 256 mm) around the "
+        "GTVp centre, so that it still fits the patch after nnU-Net resamples HECKTOR to the relapse "
+        "spacing; fixed: 160 x 224 x 128 voxels at HECKTOR's own spacing; auto; none.",
     ),
     report_dir: Path = typer.Option(None, "--report-dir", help=_REPORT_HELP),
     id_map: Path = typer.Option(None, "--id-map", help=_ID_MAP_HELP),
@@ -197,12 +219,15 @@ def new_patient(
     case: str = typer.Option("RECUR_NEW", "--case", help="Case id of the written files (a pseudonym)."),
     roi_gtv: str = typer.Option(None, "--roi-gtv", help="Regex of the GTV ROI names (default: TPS names)."),
     roi_brain: str = typer.Option(None, "--roi-brain", help="Regex of a brain ROI, if the RTSTRUCT has one."),
+    pet_series: str = typer.Option(None, "--pet-series", help=_PET_SERIES_HELP),
+    ct_series: str = typer.Option(None, "--ct-series", help=_CT_SERIES_HELP),
 ) -> None:
     """Prepare a new patient (no relapse yet) exactly like the training data, for nnUNetv2_predict.
 
     Same checks, PET -> SUV on the CT grid, and the crop box recorded in the dataset's dataset.json
     ("recur_crop"), centred on this patient's GTV. Writes OUT/<case>_0000.nii.gz (CT),
-    OUT/<case>_0001.nii.gz (PET) and OUT/masks/<case>_gtv|_brain.nii.gz.
+    OUT/<case>_0001.nii.gz (PET, SUV), OUT/<case>_0002.nii.gz (PET z-scored over the whole stored PET, the
+    network's PET input) and OUT/masks/<case>_gtv|_brain.nii.gz.
 
     Example: recur convert new-patient /data/new/patient17 --dataset $nnUNet_raw/Dataset502_RecurOPSCC
     --out new_cases
@@ -214,9 +239,21 @@ def new_patient(
         typer.echo(f"error: {dataset}: no dataset.json (pass the DatasetXXX_Name folder)", err=True)
         raise typer.Exit(1)
     try:
-        written = prepare_new_patient(patient, dataset, out, case, roi_gtv=roi_gtv, roi_brain=roi_brain)
+        written = prepare_new_patient(
+            patient,
+            dataset,
+            out,
+            case,
+            roi_gtv=roi_gtv,
+            roi_brain=roi_brain,
+            pet_series=pet_series,
+            ct_series=ct_series,
+        )
     except ConversionError as err:
         typer.echo(f"error [{err.cause}]: {err}", err=True)
+        raise typer.Exit(1) from err
+    except (ValueError, OSError) as err:  # a case id with separators, a full disk
+        typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from err
     except KeyError as err:
         typer.echo(f"error: {dataset / 'dataset.json'}: no crop box {err} recorded", err=True)

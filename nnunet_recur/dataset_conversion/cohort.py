@@ -21,16 +21,30 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nnunet_recur.dataset_conversion.crop import CROP_MODES, CropBox, derive_auto_box, fixed_box, no_box
-from nnunet_recur.dataset_conversion.errors import UNREADABLE, ConversionError
+from nnunet_recur.dataset_conversion.crop import (
+    CROP_MODES,
+    CropBox,
+    derive_auto_box,
+    fixed_box,
+    fixed_mm_box,
+    no_box,
+)
+from nnunet_recur.dataset_conversion.errors import (
+    NON_DATA_CAUSES,
+    UNREADABLE,
+    WORKER_KILLED,
+    WRITE_FAILED,
+    ConversionError,
+)
 from nnunet_recur.dataset_conversion.hecktor import HecktorCase
 from nnunet_recur.dataset_conversion.inhouse import InhouseOptions
+from nnunet_recur.dataset_conversion.locking import dataset_lock
 from nnunet_recur.dataset_conversion.nnunet_writer import (
     MASK_NAMES,
     DatasetLocationError,
@@ -45,13 +59,22 @@ from nnunet_recur.dataset_conversion.nnunet_writer import (
     write_text_atomic,
 )
 from nnunet_recur.dataset_conversion.prepare import CaseMeasurement
-from nnunet_recur.dataset_conversion.quality import Exclusion, exclusions_csv, summary_line
+from nnunet_recur.dataset_conversion.quality import Exclusion, exclusions_csv, safe_csv_row, summary_line
 from nnunet_recur.dataset_conversion.split import DEFAULT_SEED, SPLIT_MODES, Split, make_split
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: geometry staged in float64, written files verified, chosen series recorded
 CASE_PREFIX = "RECUR"
 CONVERTED = "converted"
 EXCLUDED = "excluded"
+SKIPPED = "skipped"
+CASE_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def check_case_id(case_id: str) -> str:
+    """A case id is a file-name stem: letters, digits, '_' and '-' only (no separators, no '..')."""
+    if not CASE_ID_RE.match(case_id or ""):
+        raise ValueError(f"case id {case_id!r} must be letters, digits, '_' or '-' (it becomes a file name)")
+    return case_id
 
 
 @dataclass(frozen=True)
@@ -104,6 +127,7 @@ class CaseRecord:
     notes: list[str] = field(default_factory=list)
     output_key: str = ""
     part: str = ""
+    series: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
@@ -116,6 +140,7 @@ class CaseRecord:
             "notes": list(self.notes),
             "output_key": self.output_key,
             "part": self.part,
+            "series": dict(self.series),
         }
 
     @classmethod
@@ -132,6 +157,7 @@ class CaseRecord:
             notes=list(record.get("notes", [])),
             output_key=record.get("output_key", ""),
             part=record.get("part", ""),
+            series=dict(record.get("series", {})),
         )
 
 
@@ -151,10 +177,17 @@ class ConversionSummary:
     written: int
     skipped: int
     line: str
+    hidden: list[str] = field(default_factory=list)  # dot-prefixed folders of SRC, listed, not converted
+
+    @property
+    def failed_for_non_data_reasons(self) -> list[Exclusion]:
+        return [e for e in self.exclusions if e.cause in NON_DATA_CAUSES]
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.converted else 1
+        """0 when something converted and no case failed for a reason other than its data (disk full,
+        killed worker); 1 otherwise."""
+        return 0 if self.converted and not self.failed_for_non_data_reasons else 1
 
 
 # -- fingerprints and keys -------------------------------------------------------------------------------
@@ -166,7 +199,10 @@ def fingerprint(source: SourceCase) -> str:
     """Changes when any input file of the patient is added, removed, resized or touched."""
     entries = []
     for path in source.files():
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except OSError:  # dangling symlink, symlink loop: the reader excludes the patient, with the cause
+            stat = path.lstat()
         entries.append([str(path), stat.st_size, stat.st_mtime_ns])
     return _sha1(entries)
 
@@ -208,6 +244,11 @@ def _init_worker() -> None:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
 
 
+def _write_failure_cause(exc: BaseException) -> str:
+    """Storage errors (ENOSPC, EIO, a written file that fails verification) are write_failed."""
+    return WRITE_FAILED if isinstance(exc, OSError) else UNREADABLE
+
+
 def _short_detail(exc: BaseException, root: str | None) -> str:
     text = str(exc).replace("\n", " ").strip()
     if root:
@@ -226,13 +267,20 @@ def prepare_worker(
         case = _load(source, settings)
         measurement = measure_case(case)
         stage_case(case, Path(stage_dir))
-        return {"status": CONVERTED, "measurement": measurement.to_json(), "notes": case.notes}
+        return {
+            "status": CONVERTED,
+            "measurement": measurement.to_json(),
+            "notes": case.notes,
+            "series": dict(case.series),
+        }
     except ConversionError as exc:
         return {"status": EXCLUDED, "cause": exc.cause, "detail": _short_detail(exc, root)}
-    except Exception as exc:  # a reader bug or an input nobody foresaw: record it, carry on
+    except MemoryError as exc:
+        return {"status": EXCLUDED, "cause": WORKER_KILLED, "detail": f"out of memory: {exc}"}
+    except Exception as exc:  # a reader bug, a full disk, an input nobody foresaw: record it, carry on
         return {
             "status": EXCLUDED,
-            "cause": UNREADABLE,
+            "cause": _write_failure_cause(exc),
             "detail": f"{type(exc).__name__}: {_short_detail(exc, root)}",
         }
 
@@ -268,7 +316,7 @@ def write_worker(
             notes.append(f"{before - after} of {before} label voxels fall outside the crop box")
         return {"ok": True, "notes": notes}
     except Exception as exc:
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return {"ok": False, "cause": _write_failure_cause(exc), "error": f"{type(exc).__name__}: {exc}"}
 
 
 # -- the driver ------------------------------------------------------------------------------------------
@@ -295,8 +343,11 @@ def _run_parallel(
     on_result: Callable[[str, dict], None],
     show_progress: bool,
 ) -> None:
-    """Run `jobs` (key, function, args), in-process when workers <= 1, with a rich progress bar."""
+    """Run `jobs` (key, function, args), in-process when workers <= 1, with a rich progress bar; a dead
+    worker costs only its own patient (see workers.py)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from nnunet_recur.dataset_conversion.workers import run_jobs
 
     if not jobs:
         return
@@ -315,26 +366,21 @@ def _run_parallel(
                 on_result(key, function(*args))
                 progress.advance(task)
             return
-        import multiprocessing
 
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
-        ) as pool:
-            futures = {pool.submit(function, *args): key for key, function, args in jobs}
-            for future in as_completed(futures):
-                try:
-                    result = future.result()
-                except Exception as exc:  # a worker that died (out of memory, killed): record, carry on
-                    message = f"worker process failed: {type(exc).__name__}: {exc}"
-                    result = {
-                        "status": EXCLUDED,
-                        "cause": UNREADABLE,
-                        "detail": message,
-                        "ok": False,
-                        "error": message,
-                    }
-                on_result(futures[future], result)
-                progress.advance(task)
+        def failure(cause: str, message: str) -> dict:
+            return {"status": EXCLUDED, "cause": cause, "detail": message, "ok": False, "error": message}
+
+        run_jobs(
+            jobs,
+            workers,
+            on_result,
+            killed_result=lambda key: failure(
+                WORKER_KILLED, "the worker process died (killed, or out of memory) while converting it"
+            ),
+            failed_result=lambda key, exc: failure(UNREADABLE, f"worker failed: {type(exc).__name__}: {exc}"),
+            initializer=_init_worker,
+            advance=lambda: progress.advance(task),
+        )
 
 
 def convert_cohort(
@@ -343,8 +389,11 @@ def convert_cohort(
     *,
     source_root: str | None = None,
     show_progress: bool = True,
+    hidden: Sequence[str] = (),
 ) -> ConversionSummary:
-    """Convert `sources` into $nnUNet_raw/DatasetXXX_Name (see the module docstring)."""
+    """Convert `sources` into $nnUNet_raw/DatasetXXX_Name (see the module docstring).
+
+    `hidden`: dot-prefixed folder names of the source that are listed in the report as skipped."""
     if settings.crop not in CROP_MODES:
         raise ValueError(f"crop must be one of {CROP_MODES}, got {settings.crop!r}")
     if settings.split is not None and settings.split not in SPLIT_MODES:
@@ -367,6 +416,45 @@ def convert_cohort(
             f"--report-dir {report_dir} lies inside nnUNet_raw: the report names patients, "
             "the dataset must not"
         )
+    preprocessed = settings.preprocessed_dir or os.environ.get("nnUNet_preprocessed")
+    if preprocessed and _inside(report_dir, Path(preprocessed)):
+        raise DatasetLocationError(
+            f"--report-dir {report_dir} lies inside nnUNet_preprocessed: the report names patients, "
+            "the training folders must not"
+        )
+    if settings.id_map:
+        for label, location in (("nnUNet_raw", root), ("nnUNet_preprocessed", preprocessed)):
+            if location and _inside(Path(settings.id_map), Path(location)):
+                raise DatasetLocationError(
+                    f"--id-map {settings.id_map} lies inside {label}: the identifier map would travel "
+                    "with the pseudonymised dataset; write it elsewhere"
+                )
+    with dataset_lock(root, settings.dataset_id):
+        return _convert_locked(
+            sources,
+            settings,
+            source_root,
+            show_progress,
+            hidden,
+            root,
+            folder_name,
+            dataset_folder,
+            report_dir,
+        )
+
+
+def _convert_locked(
+    sources: Sequence[SourceCase],
+    settings: ConversionSettings,
+    source_root: str | None,
+    show_progress: bool,
+    hidden: Sequence[str],
+    root: Path,
+    folder_name: str,
+    dataset_folder: Path,
+    report_dir: Path,
+) -> ConversionSummary:
+    """convert_cohort's work, run while holding the dataset lock."""
     report_dir.mkdir(parents=True, exist_ok=True)
     dataset_folder.mkdir(parents=True, exist_ok=True)
     writer = DatasetWriter(dataset_folder, CASE_PREFIX)
@@ -375,13 +463,14 @@ def convert_cohort(
     settings_key = prepare_settings_key(settings)
     state_path = report_dir / "conversion_state.json"
     previous = _load_state(state_path, settings_key)
-    ids = case_ids(names)
+    ids = case_ids([s.patient for s in sources])
     records: dict[str, CaseRecord] = {}
     jobs = []
     for source in sources:
         record = CaseRecord(source.patient, ids[source.patient], fingerprint(source))
         old = previous.get(source.patient)
-        reusable = old and old.get("cause") != UNREADABLE  # unexpected failures may be transient: retry
+        # unexpected failures, a full disk, a killed worker may be transient: retried on every run
+        reusable = old and old.get("cause") not in (UNREADABLE, *NON_DATA_CAUSES)
         if reusable and old.get("fingerprint") == record.fingerprint and old.get("case") == record.case:
             record = CaseRecord.from_json(source.patient, old)
         else:
@@ -403,6 +492,7 @@ def convert_cohort(
             CaseMeasurement.from_json(result["measurement"]) if "measurement" in result else None
         )
         record.notes = list(result.get("notes", []))
+        record.series = dict(result.get("series", {}))
         record.output_key = ""
         record.part = ""
 
@@ -447,7 +537,7 @@ def convert_cohort(
     for record in included:
         part = "Ts" if split and record.case in split.test else "Tr"
         key = _sha1([settings_key, record.fingerprint, box_json, part, record.case, STATE_VERSION])
-        if record.output_key == key and writer.case_complete(record.case, part, mask_names):
+        if record.output_key == key and writer.case_verified(record.case, part, mask_names):
             skipped += 1
             continue
         record.output_key = ""
@@ -480,13 +570,13 @@ def convert_cohort(
             record.output_key = pending_keys[patient]
             save_state()
         else:
-            failures[patient] = result["error"]
+            failures[patient] = (result.get("cause") or UNREADABLE, result["error"])
             record.output_key = ""
 
     _run_parallel(write_jobs, settings.workers, "writing cases", on_written, show_progress)
-    for patient, error in failures.items():  # a write failure excludes the patient, the rest goes on
+    for patient, (cause, error) in failures.items():  # a write failure excludes the patient, the rest goes on
         record = records[patient]
-        record.status, record.cause, record.detail = EXCLUDED, UNREADABLE, f"writing failed: {error}"
+        record.status, record.cause, record.detail = EXCLUDED, cause, f"writing failed: {error}"
         writer.remove_case(record.case)
 
     # Everything not in its right place any more (excluded since, moved between Tr and Ts) goes.
@@ -518,10 +608,12 @@ def convert_cohort(
 
     exclusions = [Exclusion(r.patient, r.cause, r.detail) for r in records.values() if r.status == EXCLUDED]
     write_text_atomic(report_dir / "exclusions.csv", exclusions_csv(exclusions))
-    write_text_atomic(report_dir / "cases.csv", _cases_csv(records.values(), split))
+    write_text_atomic(report_dir / "cases.csv", _cases_csv(records.values(), split, hidden))
     if settings.id_map:
         write_text_atomic(Path(settings.id_map), _id_map_csv(converted))
     line = summary_line(len(sources), len(converted), [e.cause for e in exclusions])
+    if hidden:
+        line += f"; {len(hidden)} hidden (dot-prefixed) folder(s) skipped: {', '.join(sorted(hidden))}"
     write_json_atomic(
         report_dir / "summary.json",
         {
@@ -533,6 +625,7 @@ def convert_cohort(
             "split": split.to_json() if split else None,
             "crop": box_json,
             "splits_final": str(splits_path) if splits_path else None,
+            "skipped_hidden_folders": sorted(hidden),
         },
     )
     save_state()
@@ -549,6 +642,7 @@ def convert_cohort(
         written=len(write_jobs) - len(failures),
         skipped=skipped,
         line=line,
+        hidden=sorted(hidden),
     )
 
 
@@ -565,6 +659,8 @@ def _crop_box(mode: str, measurements: list[CaseMeasurement | None]) -> CropBox:
         return no_box()
     if mode == "fixed":
         return fixed_box()
+    if mode == "fixed-mm":
+        return fixed_mm_box()
     usable = [m for m in measurements if m is not None]
     return derive_auto_box([m.extent_mm for m in usable], [m.spacing_mm for m in usable])
 
@@ -616,17 +712,33 @@ def _write_splits(
     return path, note
 
 
-def _cases_csv(records, split: Split | None) -> str:
+def _cases_csv(records, split: Split | None, hidden: Sequence[str] = ()) -> str:
+    """One row per patient (and per skipped hidden folder); cells escaped against formula injection."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["patient", "case", "status", "role", "cause", "notes"])
-    for record in sorted(records, key=lambda r: r.patient):
+    writer.writerow(["patient", "case", "status", "role", "cause", "ct_series", "pet_series", "notes"])
+    rows = []
+    for record in records:
         role = ""
         if record.status == CONVERTED:
             role = split.role(record.case) if split else "train"
-        writer.writerow(
-            [record.patient, record.case, record.status, role, record.cause, "; ".join(record.notes)]
+        rows.append(
+            [
+                record.patient,
+                record.case,
+                record.status,
+                role,
+                record.cause,
+                record.series.get("ct", ""),
+                record.series.get("pet", ""),
+                "; ".join(record.notes),
+            ]
         )
+    for name in hidden:
+        note = "dot-prefixed (hidden) folder: not converted; rename it without the dot to convert it"
+        rows.append([name, "", SKIPPED, "", "", "", "", note])
+    for row in sorted(rows, key=lambda r: r[0]):
+        writer.writerow(safe_csv_row(row))
     return buffer.getvalue()
 
 
@@ -635,18 +747,25 @@ def _id_map_csv(converted: dict[str, str]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["patient", "case"])
     for patient in sorted(converted):
-        writer.writerow([patient, converted[patient]])
+        writer.writerow(safe_csv_row([patient, converted[patient]]))
     return buffer.getvalue()
 
 
 # -- public entry points ---------------------------------------------------------------------------------
 def inhouse_sources(src: str | Path) -> list[SourceCase]:
-    """One SourceCase per patient folder of SRC (hidden folders ignored)."""
+    """One SourceCase per patient folder of SRC (hidden folders are not patients: see `hidden_folders`)."""
     src = Path(src)
     if not src.is_dir():
         raise DatasetLocationError(f"{src}: not a folder")
     folders = sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
     return [SourceCase(patient=p.name, kind="inhouse", folder=str(p)) for p in folders]
+
+
+def hidden_folders(src: str | Path) -> list[str]:
+    """Dot-prefixed folders of SRC (`.PAT_x`): not converted, but listed in the report as skipped so that
+    no patient disappears without a word."""
+    src = Path(src)
+    return sorted(p.name for p in src.iterdir() if p.name.startswith(".") and p.is_dir())
 
 
 def hecktor_sources(src: str | Path) -> list[SourceCase]:
@@ -672,6 +791,8 @@ def convert_inhouse(
     raw_dir: str | Path | None = None,
     preprocessed_dir: str | Path | None = None,
     show_progress: bool = True,
+    pet_series: str | None = None,
+    ct_series: str | None = None,
 ) -> ConversionSummary:
     """Convert an in-house cohort (one folder per patient in SRC, DICOM or NIfTI) into a relapse dataset."""
     defaults = InhouseOptions()
@@ -679,6 +800,8 @@ def convert_inhouse(
         roi_gtv=roi_gtv or defaults.roi_gtv,
         roi_relapse=roi_relapse or defaults.roi_relapse,
         roi_brain=roi_brain or defaults.roi_brain,
+        pet_series=pet_series,
+        ct_series=ct_series,
     )
     settings = ConversionSettings(
         kind="inhouse",
@@ -697,7 +820,13 @@ def convert_inhouse(
         description="Relapse after radiotherapy of head-and-neck cancer from pre-treatment FDG-PET/CT "
         "(nnunet-recur; CT in HU, PET in SUVbw)",
     )
-    return convert_cohort(inhouse_sources(src), settings, source_root=str(src), show_progress=show_progress)
+    return convert_cohort(
+        inhouse_sources(src),
+        settings,
+        source_root=str(src),
+        show_progress=show_progress,
+        hidden=hidden_folders(src),
+    )
 
 
 def convert_hecktor(
@@ -706,7 +835,7 @@ def convert_hecktor(
     name: str = "HECKTOR2022",
     *,
     labels: str = "gtvp",
-    crop: str = "fixed",
+    crop: str = "fixed-mm",
     report_dir: str | Path | None = None,
     id_map: str | Path | None = None,
     workers: int = 1,
@@ -759,6 +888,8 @@ def prepare_new_patient_input(
     *,
     roi_gtv: str | None = None,
     roi_brain: str | None = None,
+    pet_series: str | None = None,
+    ct_series: str | None = None,
 ) -> NewPatientInput:
     """The one preparation path of a new patient (no relapse yet), shared by `recur convert new-patient`
     and `recur predict`: same reader, checks, axial cut and PET resampling as training, and the crop box
@@ -771,7 +902,11 @@ def prepare_new_patient_input(
     box = crop_box_of(dataset_json)
     defaults = InhouseOptions()
     options = InhouseOptions(
-        roi_gtv=roi_gtv or defaults.roi_gtv, roi_brain=roi_brain or defaults.roi_brain, require_relapse=False
+        roi_gtv=roi_gtv or defaults.roi_gtv,
+        roi_brain=roi_brain or defaults.roi_brain,
+        require_relapse=False,
+        pet_series=pet_series,
+        ct_series=ct_series,
     )
     options.validate()
     case = load_inhouse_patient(patient_folder, options)
@@ -789,33 +924,50 @@ def prepare_new_patient(
     *,
     roi_gtv: str | None = None,
     roi_brain: str | None = None,
+    pet_series: str | None = None,
+    ct_series: str | None = None,
 ) -> dict[str, Path]:
     """A new patient (no relapse yet) prepared exactly like the training data of `dataset_folder`, for
     `nnUNetv2_predict -i OUT_DIR` (see `prepare_new_patient_input`).
 
-    Writes OUT_DIR/<case>_0000.nii.gz, _0001.nii.gz and OUT_DIR/masks/<case>_gtv|_brain.nii.gz (the
-    masks the evaluation reads); a relapse, when the folder has one, goes to OUT_DIR/labels/<case>.nii.gz.
-    Raises ConversionError with the exclusion cause when the patient fails a check.
+    Writes OUT_DIR/<case>_0000.nii.gz (CT), _0001.nii.gz (PET SUV), _0002.nii.gz (PET z-scored on the patient
+    level) and OUT_DIR/masks/<case>_gtv|_brain.nii.gz (the masks the evaluation reads); a relapse, when the
+    folder has one, goes to OUT_DIR/labels/<case>.nii.gz. Raises ConversionError with the exclusion cause when
+    the patient fails a check, ValueError for a case id that is not a plain file-name stem (`[A-Za-z0-9_-]`:
+    `../../x` would write outside OUT_DIR).
     """
+    check_case_id(case_id)
     dataset_json = json.loads((Path(dataset_folder) / "dataset.json").read_text())
     images = prepare_new_patient_input(
-        patient_folder, dataset_json, roi_gtv=roi_gtv, roi_brain=roi_brain
+        patient_folder,
+        dataset_json,
+        roi_gtv=roi_gtv,
+        roi_brain=roi_brain,
+        pet_series=pet_series,
+        ct_series=ct_series,
     ).images
     out_dir = Path(out_dir)
     targets = {
         "ct": out_dir / f"{case_id}_0000.nii.gz",
         "pet": out_dir / f"{case_id}_0001.nii.gz",
+        "pet_zscore": out_dir / f"{case_id}_0002.nii.gz",
         "mask_gtv": out_dir / "masks" / f"{case_id}_gtv.nii.gz",
         "mask_brain": out_dir / "masks" / f"{case_id}_brain.nii.gz",
         "label": out_dir / "labels" / f"{case_id}.nii.gz",
     }
     import SimpleITK as sitk
 
+    from nnunet_recur.dataset_conversion.nifti_io import verify_written_nifti
+
     if not sitk.GetArrayViewFromImage(images["label"]).any():
         del targets["label"]
     for key, target in targets.items():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name[: -len('.nii.gz')]}.tmp{os.getpid()}.nii.gz")
-        sitk.WriteImage(images[key], str(tmp), useCompression=True)
-        os.replace(tmp, target)
+        try:
+            sitk.WriteImage(images[key], str(tmp), useCompression=True)
+            verify_written_nifti(tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
     return targets

@@ -10,7 +10,10 @@ slice to slice). Every refusal is a `ConversionError` whose cause the cohort con
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import stat
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -85,6 +88,7 @@ class UnreadableFile:
     reason: str
     modality: str | None = None
     series_instance_uid: str | None = None
+    not_a_file: bool = False  # dangling symlink, symlink loop, FIFO, socket, device
 
 
 class SeriesList(list):
@@ -105,6 +109,58 @@ def _iter_files(folder: Path) -> Iterator[Path]:
             yield Path(root) / name
 
 
+def _not_a_regular_file(path: Path) -> str | None:
+    """Why `path` must not be opened (None for a regular file): opening a FIFO blocks forever, a
+    symlink loop or a dangling symlink raises; each is reported instead of hanging or crashing the run."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        if os.path.islink(path):
+            what = "symlink loop" if exc.errno == errno.ELOOP else "dangling symlink"
+            return f"{what} ({os.strerror(exc.errno) if exc.errno else exc})"
+        return f"cannot stat ({exc.strerror or exc})"
+    if stat.S_ISREG(info.st_mode):
+        return None
+    kind = (
+        "FIFO (named pipe)"
+        if stat.S_ISFIFO(info.st_mode)
+        else "socket"
+        if stat.S_ISSOCK(info.st_mode)
+        else "device file"
+        if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+        else "not a regular file"
+    )
+    return f"{kind}, not a regular file"
+
+
+# Explicit-VR little-endian element headers of the two tags a truncated header is recognised by.
+_SERIES_UID_RE = re.compile(rb"\x20\x00\x0e\x00(?:UI(..)|(....))", re.DOTALL)
+_MODALITY_RE = re.compile(rb"\x08\x00\x60\x00(?:CS(..)|(....))", re.DOTALL)
+
+
+def _recover_element(data: bytes, pattern: re.Pattern) -> str | None:
+    for match in pattern.finditer(data):
+        raw = match.group(1) or match.group(2)
+        length = int.from_bytes(raw, "little")
+        start = match.end()
+        if 0 < length <= 64 and start + length <= len(data):
+            value = data[start : start + length].strip(b"\x00 ")
+            if value and all(32 <= b < 127 for b in value):
+                return value.decode("ascii")
+    return None
+
+
+def _recover_identity(path: Path) -> tuple[str | None, str | None]:
+    """(Modality, SeriesInstanceUID) read from the raw bytes of a file whose header cannot be parsed,
+    so that a truncated slice still marks its series as corrupt instead of silently vanishing."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(1 << 16)
+    except OSError:
+        return None, None
+    return _recover_element(data, _MODALITY_RE), _recover_element(data, _SERIES_UID_RE)
+
+
 def _has_dicm_preamble(path: Path) -> bool:
     try:
         with open(path, "rb") as fh:
@@ -118,6 +174,7 @@ def _has_dicm_preamble(path: Path) -> bool:
 # `read_image_series` can read the pixel bytes directly without parsing the header a second time.
 _DEFER_BYTES = 4096
 _PIXEL_DATA_TAG = 0x7FE00010
+_PIXEL_TAGS = (0x7FE00008, 0x7FE00009, _PIXEL_DATA_TAG)  # float, double float, integer pixel data
 _NATIVE_LE_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 
 
@@ -130,7 +187,13 @@ def _read_header(path: Path) -> tuple[Dataset | None, UnreadableFile | None]:
             ds = pydicom.dcmread(path, defer_size=_DEFER_BYTES, force=not preamble)
     except Exception as exc:  # pydicom raises many types on garbage
         if preamble:
-            return None, UnreadableFile(path, f"header cannot be parsed ({type(exc).__name__}: {exc})")
+            modality, uid = _recover_identity(path)
+            return None, UnreadableFile(
+                path,
+                f"header cannot be parsed ({type(exc).__name__}: {exc})",
+                modality=modality,
+                series_instance_uid=uid,
+            )
         return None, None
     uid = ds.get("SeriesInstanceUID")
     modality = ds.get("Modality")
@@ -143,6 +206,14 @@ def _read_header(path: Path) -> tuple[Dataset | None, UnreadableFile | None]:
                 series_instance_uid=str(uid) if uid else None,
             )
         return None, None  # force-parsed junk: not DICOM
+    if preamble and str(modality) in IMAGE_MODALITIES and not any(tag in ds for tag in _PIXEL_TAGS):
+        # pydicom stops quietly at a header cut mid-element: the slice would vanish from its series
+        return None, UnreadableFile(
+            path,
+            "header truncated (the file ends before the pixel data)",
+            modality=str(modality),
+            series_instance_uid=str(uid),
+        )
     return ds, None
 
 
@@ -168,6 +239,10 @@ def scan_folder(folder: str | os.PathLike) -> SeriesList:
     groups: dict[str, list[tuple[Path, Dataset]]] = {}
     unreadable: list[UnreadableFile] = []
     for path in _iter_files(folder):
+        why_not = _not_a_regular_file(path)
+        if why_not is not None:
+            unreadable.append(UnreadableFile(path, why_not, not_a_file=True))
+            continue
         ds, bad = _read_header(path)
         if bad is not None:
             unreadable.append(bad)
@@ -472,6 +547,13 @@ def _rescaled_slice(path: Path, modality: str, header: Dataset | None = None) ->
         )
     slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
     intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    if not (np.isfinite(slope) and np.isfinite(intercept) and slope > 0):
+        raise ConversionError(
+            _corrupt_cause(modality),
+            f"RescaleSlope {slope!r} / RescaleIntercept {intercept!r}: the slope must be a finite positive "
+            "number and the intercept finite",
+            str(path),
+        )
     integer = slope == int(slope) and intercept == int(intercept) and raw.dtype.kind in "iu"
     if slope == 1.0 and intercept == 0.0:
         return raw, integer
@@ -514,6 +596,22 @@ def read_series_array(series: DicomSeries, geometry: SeriesGeometry | None = Non
     return np.stack(slices), all_integer
 
 
+def check_voxel_limit(size: tuple[int, int, int], series: DicomSeries) -> None:
+    """Refuse a series whose Rows x Columns x slices exceeds the configured limit, before allocating."""
+    from nnunet_recur.dataset_conversion.errors import IMAGE_TOO_LARGE
+    from nnunet_recur.dataset_conversion.nifti_io import MAX_VOXELS_ENV, max_voxels
+
+    n_voxels = int(np.prod([int(v) for v in size], dtype=np.int64))
+    limit = max_voxels()
+    if n_voxels > limit:
+        raise ConversionError(
+            IMAGE_TOO_LARGE,
+            f"{series.modality} series claims {' x '.join(str(v) for v in size)} = {n_voxels:,} voxels, more "
+            f"than the limit of {limit:,} (set {MAX_VOXELS_ENV} to raise it); refused before allocating",
+            str(series.files[0]),
+        )
+
+
 def read_image_series(series: DicomSeries):
     """The series as a SimpleITK image: PET float32 (activity in the stored Units, rescaled per slice),
     CT int16 HU when the rescaled values fit, otherwise float32.
@@ -525,6 +623,7 @@ def read_image_series(series: DicomSeries):
     if series.modality not in IMAGE_MODALITIES:
         raise ConversionError(UNREADABLE, f"{series.modality} is not an image series", str(series.files[0]))
     geometry = series_geometry(series)
+    check_voxel_limit(geometry.size, series)
     volume, integer = read_series_array(series, geometry)
     if series.modality != "PT" and integer and volume.min() >= -32768 and volume.max() <= 32767:
         volume = volume.astype(np.int16)

@@ -24,6 +24,20 @@ GTV_OUTSIDE_PET = "gtv_outside_pet"
 OBLIQUE_SERIES = "oblique_series"
 SUV_NOT_COMPUTABLE = "suv_not_computable"
 UNREADABLE = "unreadable"
+# ... and the checks added for hostile exports and storage faults (docs/conversion.md, "Causes").
+PET_NOT_CORRECTED = "pet_not_corrected"  # only non-attenuation/decay-corrected PET (CorrectedImage)
+PET_SERIES_AMBIGUOUS = "pet_series_ambiguous"  # several corrected PET series, none chosen
+CT_SERIES_AMBIGUOUS = "ct_series_ambiguous"  # several CT series, the RTSTRUCT references none
+SUV_IMPLAUSIBLE = "suv_implausible"  # PatientWeight or RescaleSlope outside plausible bounds
+NON_FINITE_VALUES = "non_finite_values"  # NaN or Inf voxels (SimpleITK would read them as 0)
+IMAGE_TOO_LARGE = "image_too_large"  # header claims more voxels than the configured limit
+INVALID_SPACING = "invalid_spacing"  # zero, negative or non-finite voxel spacing (pixdim 0)
+UNSUPPORTED_IMAGE = "unsupported_image"  # 4-D (or higher) image where one 3-D volume is expected
+CONTOUR_INVALID = "contour_invalid"  # a used ROI has non-finite contour coordinates
+NOT_A_FILE = "not_a_file"  # dangling symlink, symlink loop, FIFO/socket/device in the patient folder
+# Failures that say nothing about the patient's data (a non-zero exit when any occurs).
+WRITE_FAILED = "write_failed"  # disk full or another storage error while writing the case
+WORKER_KILLED = "oom/killed"  # the worker process died (out-of-memory killer, kill -9)
 
 CAUSES = (
     PET_MISSING,
@@ -41,7 +55,22 @@ CAUSES = (
     OBLIQUE_SERIES,
     SUV_NOT_COMPUTABLE,
     UNREADABLE,
+    PET_NOT_CORRECTED,
+    PET_SERIES_AMBIGUOUS,
+    CT_SERIES_AMBIGUOUS,
+    SUV_IMPLAUSIBLE,
+    NON_FINITE_VALUES,
+    IMAGE_TOO_LARGE,
+    INVALID_SPACING,
+    UNSUPPORTED_IMAGE,
+    CONTOUR_INVALID,
+    NOT_A_FILE,
+    WRITE_FAILED,
+    WORKER_KILLED,
 )
+
+# Causes that are not about the input data: the run exits non-zero when a case fails with one of them.
+NON_DATA_CAUSES = (WRITE_FAILED, WORKER_KILLED)
 
 
 class ConversionError(Exception):

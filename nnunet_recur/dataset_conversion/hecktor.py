@@ -20,7 +20,7 @@ from nnunet_recur.dataset_conversion.errors import (
     PET_MISSING,
     ConversionError,
 )
-from nnunet_recur.dataset_conversion.nifti_io import read_nifti
+from nnunet_recur.dataset_conversion.nifti_io import check_axial, read_nifti
 from nnunet_recur.dataset_conversion.prepare import PreparedCase, assemble_case
 
 LABEL_SETS = ("gtvp", "gtvp+gtvn")
@@ -89,7 +89,9 @@ def load_hecktor_case(case: HecktorCase, labels: str = "gtvp") -> PreparedCase:
     if case.label is None:
         raise ConversionError(GTV_MISSING, "no label file in labelsTr", case.name)
     ct = read_nifti(case.ct, CT_CORRUPT)
+    check_axial(ct, str(case.ct))
     pet = sitk.Cast(read_nifti(case.pet, PET_CORRUPT), sitk.sitkFloat32)
+    check_axial(pet, str(case.pet))
     label_map = read_nifti(case.label, GTV_MISSING)
     values = sitk.GetArrayViewFromImage(label_map)
     unexpected = sorted(set(np.unique(values).tolist()) - {0, 1, 2})

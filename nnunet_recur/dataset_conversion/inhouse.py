@@ -16,19 +16,24 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_recur.dataset_conversion.errors import (
+    CONTOUR_INVALID,
     CT_CORRUPT,
     CT_MISSING,
+    CT_SERIES_AMBIGUOUS,
     FRAME_OF_REFERENCE_MISMATCH,
     GTV_MISSING,
+    NOT_A_FILE,
     PET_CORRUPT,
     PET_MISSING,
+    PET_NOT_CORRECTED,
+    PET_SERIES_AMBIGUOUS,
     RELAPSE_MISSING,
     RELAPSE_OUTSIDE_IMAGE,
     RTSTRUCT_MISSING,
     UNREADABLE,
     ConversionError,
 )
-from nnunet_recur.dataset_conversion.nifti_io import read_nifti
+from nnunet_recur.dataset_conversion.nifti_io import check_axial, read_nifti
 from nnunet_recur.dataset_conversion.prepare import PreparedCase, assemble_case, binary_uint8
 from nnunet_recur.dataset_conversion.quality import check_in_plane_spacing
 
@@ -46,12 +51,16 @@ class InhouseOptions:
     roi_relapse: str = DEFAULT_ROI_RELAPSE
     roi_brain: str = DEFAULT_ROI_BRAIN
     require_relapse: bool = True  # False for a new patient at inference (no relapse yet)
+    pet_series: str | None = None  # SeriesInstanceUID or SeriesDescription regex; overrides the choice
+    ct_series: str | None = None  # same, for the CT when the RTSTRUCT references none
 
     def validate(self) -> None:
         patterns = (
             ("--roi-gtv", self.roi_gtv),
             ("--roi-relapse", self.roi_relapse),
             ("--roi-brain", self.roi_brain),
+            ("--pet-series", self.pet_series or ""),
+            ("--ct-series", self.ct_series or ""),
         )
         for label, pattern in patterns:
             try:
@@ -86,10 +95,12 @@ def load_inhouse_patient(folder: str | Path, options: InhouseOptions = InhouseOp
 def _load_nifti_patient(folder: Path, options: InhouseOptions) -> PreparedCase:
     ct_path = find_nifti(folder, "ct")
     ct = read_nifti(ct_path, CT_CORRUPT)
+    check_axial(ct, str(ct_path))
     pet_path = find_nifti(folder, "pet")
     if pet_path is None:
         raise ConversionError(PET_MISSING, "no pet.nii.gz", str(folder))
     pet = read_nifti(pet_path, PET_CORRUPT)
+    check_axial(pet, str(pet_path))
     check_in_plane_spacing(ct, "CT", str(ct_path))
     check_in_plane_spacing(pet, "PET", str(pet_path))
     gtv_path = find_nifti(folder, "gtv")
@@ -127,6 +138,9 @@ def _load_dicom_patient(folder: Path, options: InhouseOptions) -> PreparedCase:
     from nnunet_recur.dataset_conversion.suv import pet_series_to_suv
 
     found = scan_folder(folder)
+    not_files = [u for u in found.unreadable if u.not_a_file]
+    if not_files:  # a dangling symlink may be the missing slice: never convert around it
+        raise ConversionError(NOT_A_FILE, not_files[0].reason, str(not_files[0].path))
     unreadable = list(getattr(found, "unreadable", []))
     cts = [s for s in found if s.modality == "CT"]
     pets = [s for s in found if s.modality == "PT"]
@@ -158,8 +172,17 @@ def _load_dicom_patient(folder: Path, options: InhouseOptions) -> PreparedCase:
         re.compile(p) for p in (options.roi_gtv, options.roi_relapse, options.roi_brain)
     )
     structure_sets = [read_rtstruct(path) for series in structures for path in series.files]
-    ct_series = _pick_ct(cts, structure_sets)
-    pet_series = max(pets, key=len)
+    ct_series = _pick_ct(cts, structure_sets, options.ct_series, folder)
+    pet_series = pick_pet(pets, options.pet_series, folder)
+    for chosen in (ct_series, pet_series):
+        damaged = [u for u in unreadable if u.series_instance_uid == chosen.series_instance_uid]
+        if damaged:
+            cause = PET_CORRUPT if chosen.modality == "PT" else CT_CORRUPT
+            raise ConversionError(
+                cause,
+                f"file of the chosen {chosen.modality} series cannot be read: {damaged[0].reason}",
+                str(damaged[0].path),
+            )
     frame = ct_series.frame_of_reference_uid
     if frame and pet_series.frame_of_reference_uid and pet_series.frame_of_reference_uid != frame:
         raise ConversionError(
@@ -188,6 +211,11 @@ def _load_dicom_patient(folder: Path, options: InhouseOptions) -> PreparedCase:
             if pattern.search(roi.name) and not (exclude is not None and exclude.search(roi.name))
         ]
         names = ", ".join(sorted({roi.name for _, roi in rois}))
+        for structure, roi in rois:
+            if roi.invalid:
+                raise ConversionError(
+                    CONTOUR_INVALID, f"{what} ROI {roi.name!r}: {roi.invalid[0]}", str(structure.path)
+                )
         with_contours = [(s, r) for s, r in rois if r.contours]
         if not with_contours:
             available = ", ".join(sorted({r.name for s in structure_sets for r in s.rois})) or "none"
@@ -199,8 +227,10 @@ def _load_dicom_patient(folder: Path, options: InhouseOptions) -> PreparedCase:
             )
         union = np.zeros(sitk.GetArrayViewFromImage(ct).shape, dtype=np.uint8)
         notes: list[str] = []
-        for _, roi in with_contours:
-            mask = rasterise_roi(roi.contours, ct, notes, roi_name=roi.name)
+        for structure, roi in with_contours:
+            roi_notes: list[str] = []
+            mask = rasterise_roi(roi.contours, ct, roi_notes, roi_name=roi.name)
+            notes.extend(f"{structure.path.name}: {note}" for note in roi_notes)
             union |= sitk.GetArrayViewFromImage(mask) > 0
         image = sitk.GetImageFromArray(union)
         image.CopyInformation(ct)
@@ -239,18 +269,108 @@ def _load_dicom_patient(folder: Path, options: InhouseOptions) -> PreparedCase:
         source=str(folder),
         require_label=options.require_relapse,
     )
-    case.notes[:0] = [f"GTV = {gtv_names}", f"relapse = {relapse_names}"] + gtv_notes + relapse_notes
+    case.notes[:0] = (
+        [
+            f"GTV = {gtv_names}",
+            f"relapse = {relapse_names}",
+            f"CT series = {series_label(ct_series)}",
+            f"PET series = {series_label(pet_series)}",
+        ]
+        + gtv_notes
+        + relapse_notes
+    )
+    case.series = {"ct": series_label(ct_series), "pet": series_label(pet_series)}
     case.planning_ct, case.planning_series = ct, ct_series
     return _with_brain(case, options, brain_name)
 
 
-def _pick_ct(cts, structure_sets):
-    """The CT series the RTSTRUCT references; else the one with the most slices."""
+def series_label(series) -> str:
+    """How a chosen series is named in cases.csv: description and SeriesInstanceUID."""
+    return f"{series.series_description or '(no description)'} [{series.series_instance_uid}]"
+
+
+def _matching(series_list, selector: str):
+    """Series whose SeriesInstanceUID equals `selector` or whose SeriesDescription matches it (regex)."""
+    by_uid = [s for s in series_list if s.series_instance_uid == selector]
+    if by_uid:
+        return by_uid
+    pattern = re.compile(selector)
+    return [s for s in series_list if pattern.search(s.series_description or "")]
+
+
+def _listing(series_list) -> str:
+    return "; ".join(f"{series_label(s)} ({len(s)} files)" for s in series_list)
+
+
+def is_corrected(series) -> bool:
+    """CorrectedImage (0028,0051) lists both ATTN and DECY: the series is attenuation and decay corrected."""
+    value = series.first.get("CorrectedImage")
+    if value is None:
+        return False
+    values = [value] if isinstance(value, str) else list(value)
+    corrections = {str(v).strip().upper() for v in values}
+    return {"ATTN", "DECY"} <= corrections
+
+
+def pick_pet(pets, selector: str | None, folder: Path):
+    """The PET series to convert: the one `selector` names, else the single corrected (ATTN + DECY) one.
+
+    Series length or path order never decide: a non-attenuation-corrected twin of the same length has
+    a quarter of the uptake. Only NAC -> pet_not_corrected; several corrected -> pet_series_ambiguous.
+    """
+    if selector:
+        chosen = _matching(pets, selector)
+        if len(chosen) == 1:
+            return chosen[0]
+        cause = PET_MISSING if not chosen else PET_SERIES_AMBIGUOUS
+        raise ConversionError(
+            cause,
+            f"--pet-series {selector!r} matches {len(chosen)} of the PET series: {_listing(pets)}",
+            str(folder),
+        )
+    corrected = [p for p in pets if is_corrected(p)]
+    if len(corrected) == 1:
+        return corrected[0]
+    if not corrected:
+        raise ConversionError(
+            PET_NOT_CORRECTED,
+            f"no attenuation- and decay-corrected PET series (CorrectedImage with ATTN and DECY): "
+            f"{_listing(pets)}",
+            str(folder),
+        )
+    raise ConversionError(
+        PET_SERIES_AMBIGUOUS,
+        f"{len(corrected)} corrected PET series, choose one with --pet-series (UID or description regex): "
+        f"{_listing(corrected)}",
+        str(folder),
+    )
+
+
+def _pick_ct(cts, structure_sets, selector: str | None = None, folder: Path | None = None):
+    """The CT series the RTSTRUCT references; else the one `selector` names; else the only one.
+
+    Two CT series and no reference: ct_series_ambiguous (path order once picked a CT 500 HU off)."""
     referenced = {s.referenced_series_uid for s in structure_sets if s.referenced_series_uid}
     for ct in cts:
         if ct.series_instance_uid in referenced:
             return ct
-    return max(cts, key=len)
+    if selector:
+        chosen = _matching(cts, selector)
+        if len(chosen) == 1:
+            return chosen[0]
+        raise ConversionError(
+            CT_MISSING if not chosen else CT_SERIES_AMBIGUOUS,
+            f"--ct-series {selector!r} matches {len(chosen)} of the CT series: {_listing(cts)}",
+            str(folder),
+        )
+    if len(cts) == 1:
+        return cts[0]
+    raise ConversionError(
+        CT_SERIES_AMBIGUOUS,
+        f"{len(cts)} CT series and the RTSTRUCT references none of them; choose one with --ct-series: "
+        f"{_listing(cts)}",
+        str(folder),
+    )
 
 
 def _with_brain(case: PreparedCase, options: InhouseOptions, roi_name: str | None) -> PreparedCase:

@@ -17,8 +17,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from nnunet_recur.dataset_conversion.nifti_io import verify_written_nifti
+
 FILE_ENDING = ".nii.gz"
-CHANNEL_NAMES = {"0": "CT", "1": "PET"}
+# 0: CT (HU), 1: PET in SUV (the SUVmax baseline reads it), 2: PET z-scored over the whole stored PET before
+# the crop (the network's PET input: paper II.C "on a patient level", as the authors' code)
+CHANNEL_NAMES = {"0": "CT", "1": "PET", "2": "PET_zscore_patient"}
 PARTS = ("Tr", "Ts")
 MASK_NAMES = ("gtv", "brain")
 TMP_DIR_NAME = ".recur_tmp"
@@ -62,17 +66,23 @@ def check_no_id_clash(root: Path, dataset_id: int, folder_name: str) -> None:
 
 def write_json_atomic(path: Path, content: dict | list) -> None:
     """JSON with a fixed layout (indent 4, insertion order) so reruns produce the same bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(content, indent=4) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(content, indent=4) + "\n")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """`text` to `path` via a temporary name and os.replace; on a storage error (disk full) the temporary
+    file is removed and an OSError with one plain line (the path and the reason) is raised."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def ct_for_writing(ct: sitk.Image) -> sitk.Image:
@@ -104,11 +114,24 @@ class DatasetWriter:
         files = {f"mask_{m}": self.folder / f"masks{part}" / f"{case}_{m}{FILE_ENDING}" for m in mask_names}
         files["label"] = self.folder / f"labels{part}" / f"{case}{FILE_ENDING}"
         files["pet"] = self.folder / f"images{part}" / f"{case}_0001{FILE_ENDING}"
+        files["pet_zscore"] = self.folder / f"images{part}" / f"{case}_0002{FILE_ENDING}"
         files["ct"] = self.folder / f"images{part}" / f"{case}_0000{FILE_ENDING}"
         return files
 
     def case_complete(self, case: str, part: str, mask_names: tuple[str, ...]) -> bool:
         return all(p.is_file() for p in self.case_files(case, part, mask_names).values())
+
+    def case_verified(self, case: str, part: str, mask_names: tuple[str, ...]) -> bool:
+        """Every file of the case is present and whole (header, size, gzip CRC): what a rerun checks
+        before it skips a case, so a file truncated by a full disk is rewritten, not kept for good."""
+        if not self.case_complete(case, part, mask_names):
+            return False
+        try:
+            for path in self.case_files(case, part, mask_names).values():
+                verify_written_nifti(path)
+        except OSError:
+            return False
+        return True
 
     # -- writing -----------------------------------------------------------------------------------------
     def write_case(self, case: str, part: str, images: dict[str, sitk.Image]) -> None:
@@ -124,6 +147,7 @@ class DatasetWriter:
             for key, target in targets.items():
                 tmp = staging / target.name
                 sitk.WriteImage(images[key], str(tmp), useCompression=True)
+                verify_written_nifti(tmp)  # ITK does not raise on a full disk: check before the rename
                 written[key] = tmp
             for key, target in targets.items():  # CT last
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,7 @@ class PreparedCase:
     gtv: sitk.Image
     brain: sitk.Image | None = None
     notes: list[str] = field(default_factory=list)
+    series: dict[str, str] = field(default_factory=dict)  # chosen DICOM series ("ct", "pet") for cases.csv
     planning_ct: sitk.Image | None = None
     planning_series: object | None = None
 
@@ -174,25 +175,50 @@ def measure_case(case: PreparedCase) -> CaseMeasurement:
     return CaseMeasurement(centre, extent, tuple(float(s) for s in case.ct.GetSpacing()))  # type: ignore[arg-type]
 
 
-def crop_case(case: PreparedCase, box: CropBox, centre_index: tuple[int, int, int]) -> dict[str, sitk.Image]:
-    """The files of one case for the nnU-Net writer (keys ct, pet, label, mask_gtv[, mask_brain]).
+def patient_pet_statistics(pet: sitk.Image) -> tuple[float, float]:
+    """Mean and standard deviation of the whole stored PET (on the CT grid, before the crop).
 
-    CT HU (int16 when integral), PET SUV float32, label and masks uint8; all carry the cropped CT's
-    exact spacing/origin/direction.
+    The paper z-scores PET "on a patient level"; the authors' code normalises the whole stored PET before it
+    crops. The standard deviation is floored at 1e-8, as nnU-Net's ZScoreNormalization does.
     """
-    images = {"ct": case.ct, "pet": case.pet, "label": case.label, "mask_gtv": case.gtv}
+    values = sitk.GetArrayViewFromImage(pet)
+    mean = float(values.mean(dtype=np.float64))
+    std = float(values.std(dtype=np.float64))
+    if not (np.isfinite(mean) and np.isfinite(std)):
+        raise ValueError("PET holds non-finite values")
+    return mean, max(std, 1e-8)
+
+
+def crop_case(case: PreparedCase, box: CropBox, centre_index: tuple[int, int, int]) -> dict[str, sitk.Image]:
+    """The files of one case for the nnU-Net writer (keys ct, pet, pet_zscore, label, mask_gtv[, mask_brain]).
+
+    CT HU (int16 when integral), PET SUV float32, PET z-scored over the whole stored PET before the crop
+    (``pet_zscore``, float32: the network's PET input, see docs/trainers.md), label and masks uint8; all carry
+    the cropped CT's exact spacing/origin/direction.
+    """
+    mean, std = patient_pet_statistics(case.pet)
+    pet_zscore = sitk.ShiftScale(sitk.Cast(case.pet, sitk.sitkFloat32), -mean, 1.0 / std)
+    images = {
+        "ct": case.ct,
+        "pet": case.pet,
+        "pet_zscore": pet_zscore,
+        "label": case.label,
+        "mask_gtv": case.gtv,
+    }
     if case.brain is not None:
         images["mask_brain"] = case.brain
-    pads = {"ct": PAD_CT_HU, "pet": PAD_PET_SUV}
-    if box.size_voxels is not None:
-        start = geometry.box_start(centre_index, box.size_voxels)
+    pads = {"ct": PAD_CT_HU, "pet": PAD_PET_SUV, "pet_zscore": (PAD_PET_SUV - mean) / std}
+    size = box.voxels_at(case.ct.GetSpacing())
+    if size is not None:
+        start = geometry.box_start(centre_index, size)
         images = {
-            key: geometry.crop_box(image, start, box.size_voxels, pads.get(key, PAD_LABEL))
+            key: geometry.crop_box(image, start, size, pads.get(key, PAD_LABEL))
             for key, image in images.items()
         }
     ct = ct_for_writing(images["ct"])
     out = {"ct": ct}
     out["pet"] = geometry.with_geometry_of(sitk.Cast(images["pet"], sitk.sitkFloat32), ct)
+    out["pet_zscore"] = geometry.with_geometry_of(sitk.Cast(images["pet_zscore"], sitk.sitkFloat32), ct)
     for key in ("label", "mask_gtv", "mask_brain"):
         if key in images:
             out[key] = geometry.with_geometry_of(sitk.Cast(images[key], sitk.sitkUInt8), ct)
@@ -203,23 +229,51 @@ def crop_case(case: PreparedCase, box: CropBox, centre_index: tuple[int, int, in
 _STAGED = ("ct", "pet", "label", "gtv", "brain")
 
 
+def _geometry(image: sitk.Image) -> dict:
+    return {
+        "origin": list(image.GetOrigin()),
+        "spacing": list(image.GetSpacing()),
+        "direction": list(image.GetDirection()),
+    }
+
+
 def stage_case(case: PreparedCase, folder: Path) -> None:
+    """Stage the case uncompressed; its geometry goes to geometry.json in float64 as well, because the
+    NIfTI header holds origin and spacing in float32 and a rerun that prepares the case afresh must
+    write the same bytes as one that reads the staging back (origins differed by up to 7.6e-6 mm)."""
+    from nnunet_recur.dataset_conversion.nifti_io import verify_written_nifti
+
     folder.mkdir(parents=True, exist_ok=True)
+    geometry_record = {}
     for name in _STAGED:
         image = getattr(case, name)
         if image is not None:
-            sitk.WriteImage(image, str(folder / f"{name}.nii"), useCompression=False)
+            path = folder / f"{name}.nii"
+            sitk.WriteImage(image, str(path), useCompression=False)
+            verify_written_nifti(path)
+            geometry_record[name] = _geometry(image)
+    (folder / "geometry.json").write_text(json.dumps(geometry_record))
     (folder / "notes.json").write_text(json.dumps(case.notes))
 
 
 def load_staged(folder: Path) -> PreparedCase | None:
     """The staged case, or None when staging is incomplete (then the caller prepares it again)."""
-    if not (folder / "notes.json").is_file():
+    if not (folder / "notes.json").is_file() or not (folder / "geometry.json").is_file():
+        return None
+    try:
+        geometry_record = json.loads((folder / "geometry.json").read_text())
+        json.loads((folder / "notes.json").read_text())
+    except (OSError, json.JSONDecodeError):
         return None
     images = {}
     for name in _STAGED:
         path = folder / f"{name}.nii"
-        images[name] = sitk.ReadImage(str(path)) if path.is_file() else None
+        images[name] = sitk.ReadImage(str(path)) if path.is_file() and name in geometry_record else None
+        if images[name] is not None:
+            stored = geometry_record[name]
+            images[name].SetOrigin(stored["origin"])
+            images[name].SetSpacing(stored["spacing"])
+            images[name].SetDirection(stored["direction"])
     if any(images[n] is None for n in ("ct", "pet", "label", "gtv")):
         return None
     return PreparedCase(notes=json.loads((folder / "notes.json").read_text()), **images)

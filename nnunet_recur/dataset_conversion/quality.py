@@ -37,6 +37,18 @@ CAUSE_WORDS = {
     "oblique_series": "oblique series",
     "suv_not_computable": "SUV not computable",
     "unreadable": "unreadable",
+    "pet_not_corrected": "PET not attenuation/decay corrected",
+    "pet_series_ambiguous": "PET series ambiguous",
+    "ct_series_ambiguous": "CT series ambiguous",
+    "suv_implausible": "SUV implausible",
+    "non_finite_values": "non-finite values",
+    "image_too_large": "image too large",
+    "invalid_spacing": "invalid spacing",
+    "unsupported_image": "unsupported image",
+    "contour_invalid": "invalid contour",
+    "not_a_file": "not a file",
+    "write_failed": "write failed",
+    "oom/killed": "worker killed (out of memory?)",
 }
 assert set(CAUSE_WORDS) == set(CAUSES)
 
@@ -75,8 +87,24 @@ def exclusions_csv(rows: Sequence[Exclusion]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["patient", "cause", "detail"])
     for row in sorted(rows, key=lambda r: r.patient):
-        writer.writerow([row.patient, row.cause, row.detail])
+        writer.writerow(safe_csv_row([row.patient, row.cause, row.detail]))
     return buffer.getvalue()
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_csv_cell(value) -> str:
+    """A cell a spreadsheet will not run: text starting with = + - @ (or tab/CR) gets a leading quote.
+
+    A patient folder named `=HYPERLINK(...)` would otherwise become a live formula in cases.csv
+    (CSV/formula injection, OWASP)."""
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def safe_csv_row(values) -> list[str]:
+    return [safe_csv_cell(v) for v in values]
 
 
 def summary_line(n_total: int, n_converted: int, causes: Iterable[str]) -> str:

@@ -43,6 +43,7 @@ class RoiContours:
     name: str
     contours: list[np.ndarray] = field(default_factory=list, repr=False)
     skipped: list[str] = field(default_factory=list)  # non-polygon contours (POINT, OPEN_PLANAR, ...)
+    invalid: list[str] = field(default_factory=list)  # damaged contours (NaN/Inf coordinates)
     frame_of_reference_uid: str | None = None
 
     @property
@@ -155,6 +156,10 @@ def read_rtstruct(path: str | os.PathLike) -> RTStruct:
                 roi.skipped.append(f"a contour with {points.size} coordinates (not a multiple of 3)")
                 continue
             points = points.reshape(-1, 3)
+            if not np.isfinite(points).all():
+                bad = int(np.count_nonzero(~np.isfinite(points).all(axis=1)))
+                roi.invalid.append(f"a contour with {bad} non-finite (NaN/Inf) point(s) of {len(points)}")
+                continue
             if kind != "CLOSED_PLANAR":
                 roi.skipped.append(f"a {kind} contour ({len(points)} points) that is not a closed polygon")
                 continue
@@ -186,6 +191,38 @@ def _index_transform(reference) -> tuple[np.ndarray, np.ndarray]:
         )
     matrix = np.linalg.inv(direction * spacing[np.newaxis, :])
     return matrix, np.asarray(reference.GetOrigin(), dtype=float)
+
+
+def self_intersects(polygon: np.ndarray) -> bool:
+    """Whether a closed polygon ((N, 2) points) crosses itself (a bow-tie), by a vectorised proper-crossing
+    test of every pair of non-adjacent edges. The even-odd fill of such a contour is well defined but is
+    rarely what the planner drew, so the converter warns."""
+    n = len(polygon)
+    if n < 4:
+        return False
+    a = polygon
+    b = np.roll(polygon, -1, axis=0)
+    step = max(1, 4_000_000 // n)  # bounded memory for long contours
+
+    def orient(p, q, r):
+        return (q[..., 0] - p[..., 0]) * (r[..., 1] - p[..., 1]) - (q[..., 1] - p[..., 1]) * (
+            r[..., 0] - p[..., 0]
+        )
+
+    for start in range(0, n, step):
+        i = np.arange(start, min(n, start + step))[:, None]
+        j = np.arange(n)[None, :]
+        pairs = (j > i + 1) & ~((i == 0) & (j == n - 1))
+        if not pairs.any():
+            continue
+        ii, jj = np.nonzero(pairs)
+        ii = ii + start
+        p1, p2, q1, q2 = a[ii], b[ii], a[jj], b[jj]
+        d1, d2 = orient(q1, q2, p1), orient(q1, q2, p2)
+        d3, d4 = orient(p1, p2, q1), orient(p1, p2, q2)
+        if np.any((d1 * d2 < 0) & (d3 * d4 < 0)):
+            return True
+    return False
 
 
 def _fill_slice(polygons: list[np.ndarray], nx: int, ny: int) -> tuple[np.ndarray, int] | None:
@@ -256,6 +293,11 @@ def rasterise_roi(
         if abs(k - k_round) > z_tol or np.ptp(k_values) > 2 * z_tol or not 0 <= k_round < nz:
             off_grid.append(float(np.mean(points[:, 2])))
             continue
+        if self_intersects(index[:, :2]):
+            report.append(
+                f"{roi_name}: contour at z={float(np.mean(points[:, 2])):.2f} mm crosses itself (bow-tie); "
+                "filled by the even-odd rule, check the contour"
+            )
         by_slice.setdefault(k_round, []).append(index[:, :2])
     if off_grid:
         zs = ", ".join(f"{z:.2f}" for z in sorted(set(np.round(off_grid, 2)))[:8])
@@ -318,7 +360,7 @@ def rtstruct_to_masks(
         if roi_filter is not None and not roi_filter(roi.name):
             continue
         key = roi.name if roi.name not in masks else f"{roi.name}_{roi.number}"
-        for what in roi.skipped:
+        for what in roi.skipped + roi.invalid:
             report.append(f"{roi.name}: skipped {what}")
         if roi.is_empty:
             report.append(f"{roi.name}: ROI has no contours")

@@ -17,6 +17,15 @@ pseudo-code (and its implementations: Slicer PETDICOMExtension, cornerstonejs ca
 - Anything else, or a missing tag: ConversionError("suv_not_computable") naming the tag.
 A negative or > 24 h uptake time (inconsistent date shifting by de-identification) is refused
 rather than turned into a wrong SUV.
+
+Preconditions that calculate-suv and the QIBA pseudo-code enforce, checked before any voxel is read
+(`check_suv_preconditions`):
+- CorrectedImage (0028,0051) contains ATTN and DECY (a non-attenuation-corrected PET has no SUV);
+- the series-level SUV tags (Units, DecayCorrection, CorrectedImage, PatientWeight, SeriesDate/Time,
+  the radiopharmaceutical dose, half-life and start time) are the same in every instance;
+- PatientWeight within 20-250 kg, RescaleSlope finite, positive and at most 1e6 (suv_implausible);
+- when the series time lies after the acquisition, GE's private post-injection date-time
+  (0009,100D, creator GEMS_PETD_01) is the scan time when present (QIBA), else the earliest acquisition.
 """
 
 from __future__ import annotations
@@ -29,9 +38,20 @@ from datetime import datetime, timedelta
 
 from pydicom.dataset import Dataset
 
-from nnunet_recur.dataset_conversion.errors import SUV_NOT_COMPUTABLE, ConversionError
+from nnunet_recur.dataset_conversion.errors import (
+    PET_NOT_CORRECTED,
+    SUV_IMPLAUSIBLE,
+    SUV_NOT_COMPUTABLE,
+    ConversionError,
+)
 
 MAX_UPTAKE_SECONDS = 24 * 3600
+PATIENT_WEIGHT_KG_RANGE = (20.0, 250.0)  # an adult head-and-neck patient; 700 kg is a typo, not a weight
+MAX_RESCALE_SLOPE = 1e6  # vendor PET slopes are ~1e-3 .. 1e2; 1e38 is damage
+MAX_PLAUSIBLE_SUV = 1e4  # FDG SUVmax stays below a few hundred even in the bladder
+REQUIRED_CORRECTIONS = ("ATTN", "DECY")
+GE_PRIVATE_CREATOR = "GEMS_PETD_01"
+GE_POST_INJECTION_ELEMENT = 0x0D  # (0009,xx0D) post-injection scan date-time
 PHILIPS_PRIVATE_CREATOR = "Philips PET Private Group"
 PHILIPS_SUV_SCALE_ELEMENT = 0x00  # (7053,xx00) SUV scale factor
 PHILIPS_ACTIVITY_SCALE_ELEMENT = 0x09  # (7053,xx09) activity concentration scale factor
@@ -56,6 +76,8 @@ class SuvHeader:
     philips_suv_scale: float | None = None
     philips_activity_scale: float | None = None
     source: str | None = None  # file or dump the values came from, for error messages
+    corrected_image: tuple[str, ...] | None = None  # CorrectedImage (0028,0051); None: not given
+    ge_post_injection_time: datetime | None = None  # GE private (0009,100D)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -135,6 +157,33 @@ def _philips_private(ds: Dataset, element: int) -> float | None:
     return None
 
 
+def _ge_post_injection(ds: Dataset) -> datetime | None:
+    """GE's private post-injection scan date-time (0009,xx0D of 'GEMS_PETD_01'), or None."""
+    value = None
+    try:
+        block = ds.private_block(0x0009, GE_PRIVATE_CREATOR)
+        if GE_POST_INJECTION_ELEMENT in block:
+            value = block[GE_POST_INJECTION_ELEMENT].value
+    except (KeyError, ValueError):
+        pass
+    if value is None and (0x0009, 0x100D) in ds:
+        value = ds[(0x0009, 0x100D)].value
+    if isinstance(value, bytes):
+        value = value.decode("ascii", errors="ignore")
+    try:
+        return parse_dt(str(value).strip("\x00 ")) if value else None
+    except ValueError:
+        return None
+
+
+def _corrections(value) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.split("\\")
+    return tuple(str(v).strip().upper() for v in value if str(v).strip())
+
+
 def _tm_or_dt(date: str | None, time: str | None, where: str) -> datetime | None:
     try:
         return combine_date_time(date, time)
@@ -193,6 +242,8 @@ def suv_header_from_datasets(datasets: Dataset | Iterable[Dataset], source: str 
         philips_suv_scale=_philips_private(ds, PHILIPS_SUV_SCALE_ELEMENT),
         philips_activity_scale=_philips_private(ds, PHILIPS_ACTIVITY_SCALE_ELEMENT),
         source=source,
+        corrected_image=_corrections(ds.get("CorrectedImage")) if "CorrectedImage" in ds else None,
+        ge_post_injection_time=_ge_post_injection(ds),
     )
 
 
@@ -226,6 +277,8 @@ def suv_header_from_json(instances: Sequence[Mapping] | Mapping, source: str | N
         philips_suv_scale=_float_or_none(philips.get("SUVScaleFactor")),
         philips_activity_scale=_float_or_none(philips.get("ActivityConcentrationScaleFactor")),
         source=source,
+        corrected_image=_corrections(first.get("CorrectedImage")),
+        ge_post_injection_time=parse_dt(first.get("GEPrivatePostInjectionDateTime")),
     )
 
 
@@ -252,6 +305,8 @@ def scan_time(header: SuvHeader) -> datetime:
             header.source,
         )
     if header.earliest_acquisition_time is not None and series > header.earliest_acquisition_time:
+        if header.ge_post_injection_time is not None:  # QIBA: GE's private scan date-time first
+            return header.ge_post_injection_time
         return header.earliest_acquisition_time
     return series
 
@@ -280,6 +335,14 @@ def uptake_seconds(header: SuvHeader) -> float:
 def _bqml_factor(header: SuvHeader) -> float:
     why = "SUVbw of BQML PET"
     weight = _require(header.patient_weight_kg, "PatientWeight (0010,1030)", header, why)
+    low, high = PATIENT_WEIGHT_KG_RANGE
+    if not low <= weight <= high:
+        raise ConversionError(
+            SUV_IMPLAUSIBLE,
+            f"PatientWeight (0010,1030) {weight:g} kg is outside the plausible {low:g}-{high:g} kg "
+            "(grams or pounds entered as kg?); refusing to compute a wrong SUV",
+            header.source,
+        )
     dose = _require(
         header.total_dose_bq,
         "RadionuclideTotalDose (0018,1074) in RadiopharmaceuticalInformationSequence (0054,0016)",
@@ -307,8 +370,24 @@ def _bqml_factor(header: SuvHeader) -> float:
     return weight * 1000.0 / decayed_dose
 
 
+def check_corrected(header: SuvHeader, required: bool = False) -> None:
+    """CorrectedImage must contain ATTN and DECY (when given, or always when `required`)."""
+    corrections = header.corrected_image
+    if corrections is None and not required:
+        return
+    missing = [c for c in REQUIRED_CORRECTIONS if c not in (corrections or ())]
+    if missing:
+        raise ConversionError(
+            PET_NOT_CORRECTED,
+            f"CorrectedImage (0028,0051) is {list(corrections or [])}: lacks {' and '.join(missing)}; "
+            "a PET without attenuation and decay correction has no SUV",
+            header.source,
+        )
+
+
 def suv_factor_from_header(header: SuvHeader) -> float:
     """Multiplier from rescaled stored values (in `Units`) to SUVbw."""
+    check_corrected(header)
     units = header.units
     if units == "GML":
         return 1.0
@@ -341,8 +420,71 @@ def suv_factor(ds_or_header) -> float:
         return suv_factor_from_header(ds_or_header)
     headers = getattr(ds_or_header, "headers", None)
     if headers is not None:  # DicomSeries
+        check_suv_preconditions(ds_or_header)
         return suv_factor_from_header(suv_header_from_datasets(headers, source=str(ds_or_header.files[0])))
     return suv_factor_from_header(suv_header_from_datasets(ds_or_header))
+
+
+_SERIES_LEVEL_TAGS = (
+    "Units",
+    "DecayCorrection",
+    "CorrectedImage",
+    "PatientWeight",
+    "SeriesDate",
+    "SeriesTime",
+)
+_RADIOPHARM_TAGS = (
+    "RadionuclideTotalDose",
+    "RadionuclideHalfLife",
+    "RadiopharmaceuticalStartDateTime",
+    "RadiopharmaceuticalStartTime",
+)
+
+
+def _series_level_values(ds: Dataset) -> dict[str, str]:
+    values = {tag: str(ds.get(tag, "")).strip() for tag in _SERIES_LEVEL_TAGS}
+    seq = ds.get("RadiopharmaceuticalInformationSequence")
+    item = seq[0] if seq else Dataset()
+    values.update({tag: str(item.get(tag, "")).strip() for tag in _RADIOPHARM_TAGS})
+    return values
+
+
+def check_suv_preconditions(series) -> None:
+    """The QIBA / calculate-suv preconditions on a PET `DicomSeries` (header only, before any voxel):
+    CorrectedImage with ATTN and DECY, series-level SUV tags equal in every instance, RescaleSlope sane."""
+    first_path = str(series.files[0])
+    header = SuvHeader(
+        units=None,
+        decay_correction=None,
+        patient_weight_kg=None,
+        total_dose_bq=None,
+        half_life_s=None,
+        injection_time=None,
+        series_time=None,
+        source=first_path,
+        corrected_image=_corrections(series.first.get("CorrectedImage")),
+    )
+    check_corrected(header, required=True)
+    reference = _series_level_values(series.first)
+    for ds, path in zip(series.headers, series.files, strict=True):
+        values = _series_level_values(ds)
+        differing = [tag for tag in reference if values[tag] != reference[tag]]
+        if differing:
+            tag = differing[0]
+            raise ConversionError(
+                SUV_NOT_COMPUTABLE,
+                f"series-level SUV tag {tag} is {values[tag]!r} here but {reference[tag]!r} in "
+                f"{series.files[0].name}: the instances of one series disagree",
+                str(path),
+            )
+        slope = _float_or_none(ds.get("RescaleSlope"))
+        if slope is not None and not (math.isfinite(slope) and 0 < slope <= MAX_RESCALE_SLOPE):
+            raise ConversionError(
+                SUV_IMPLAUSIBLE,
+                f"RescaleSlope (0028,1053) {slope!r} is not a finite positive number "
+                f"up to {MAX_RESCALE_SLOPE:g}",
+                str(path),
+            )
 
 
 def pet_series_to_suv(series):
@@ -362,6 +504,14 @@ def pet_series_to_suv(series):
     factor = suv_factor(series)
     activity = read_image_series(series)
     suv = sitk.GetArrayViewFromImage(activity).astype(np.float64) * factor
+    peak = float(np.max(suv)) if suv.size else 0.0
+    if not np.isfinite(peak) or peak > MAX_PLAUSIBLE_SUV:
+        raise ConversionError(
+            SUV_IMPLAUSIBLE,
+            f"SUVmax {peak:.4g} is implausible (limit {MAX_PLAUSIBLE_SUV:g}): check RescaleSlope, Units "
+            "and the dose",
+            str(series.files[0]),
+        )
     image = sitk.GetImageFromArray(suv.astype(np.float32))
     image.CopyInformation(activity)
     return image

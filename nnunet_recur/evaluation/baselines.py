@@ -23,13 +23,38 @@ from nnunet_recur.evaluation.volumes import EvaluationError, Volume, require_sam
 PERCENTS = np.arange(1, 101)
 
 
+class SuvmaxUndefinedError(EvaluationError):
+    """SUVmax inside the GTV is undefined (empty GTV) or unusable (<= 0 or non-finite)."""
+
+
 def suvmax_in_gtv(pet: Volume, gtv: Volume) -> float:
-    """Highest SUV inside the GTV (float64); an empty GTV is an error naming the file."""
+    """Highest SUV inside the GTV (float64), > 0 and finite; anything else is an error naming the files.
+
+    SUVmax <= 0 would put the threshold at or below 0 and turn the whole field of view (minus the
+    brain) into the prediction, so it is refused rather than scored.
+    """
     require_same_grid(gtv, pet)
     inside = as_mask(gtv.array)
     if not inside.any():
-        raise EvaluationError(f"{gtv.name}: GTV mask is empty, SUVmax is undefined")
-    return float(np.max(pet.array[inside].astype(np.float64)))
+        raise SuvmaxUndefinedError(f"{gtv.name}: GTV mask is empty, SUVmax is undefined")
+    values = pet.array[inside].astype(np.float64)
+    if not np.all(np.isfinite(values)):
+        raise SuvmaxUndefinedError(f"{pet.name}: non-finite PET values inside the GTV ({gtv.name})")
+    suvmax = float(np.max(values))
+    if not suvmax > 0:
+        raise SuvmaxUndefinedError(
+            f"{pet.name}: SUVmax inside the GTV ({gtv.name}) is {suvmax:g}; a threshold needs SUVmax > 0 "
+            "(a PET without uptake in the GTV, or NaN read as 0 upstream)"
+        )
+    return suvmax
+
+
+def require_percent(percent: float, where: str = "--percent") -> float:
+    """A threshold percent must lie in (0, 100]: at 0 every voxel would be predicted."""
+    percent = float(percent)
+    if not (np.isfinite(percent) and 0 < percent <= 100):
+        raise EvaluationError(f"{where}: percent {percent:g} is not in (0, 100]")
+    return percent
 
 
 def suv_thresholds(suvmax: float, percents=PERCENTS) -> np.ndarray:
@@ -40,7 +65,7 @@ def suv_thresholds(suvmax: float, percents=PERCENTS) -> np.ndarray:
 def suvmax_prediction(pet: Volume, gtv: Volume, brain: Volume, percent: float) -> np.ndarray:
     """The SUVmax-threshold prediction (bool array on the PET grid) at `percent` % of SUVmax."""
     require_same_grid(brain, pet)
-    threshold = np.float64(percent) / 100.0 * np.float64(suvmax_in_gtv(pet, gtv))
+    threshold = np.float64(require_percent(percent)) / 100.0 * np.float64(suvmax_in_gtv(pet, gtv))
     return (pet.array.astype(np.float64, copy=False) >= threshold) & ~as_mask(brain.array)
 
 

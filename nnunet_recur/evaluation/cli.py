@@ -45,16 +45,36 @@ def _command(name: str):
     return register
 
 
+#: Exit status of an expected error (bad input, refused run): one `error:` line, no traceback, like a
+#: usage error. A batch that ran but recorded failed cases exits 1.
+ERROR_EXIT = 2
+
+
 @contextmanager
 def _reported_errors():
-    """Bad input -> one clear line on stderr and exit status 1 (no traceback)."""
+    """Bad input -> one clear line on stderr and exit status 2 (no traceback)."""
     from nnunet_recur.evaluation.volumes import EvaluationError
 
     try:
         yield
     except EvaluationError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(ERROR_EXIT) from None
+
+
+SWEEP_OWNED = ("sweep.csv", "sweep_per_case.csv", "best.json", "figure4.png")
+COMPARE_OWNED = (
+    "per_case.csv",
+    "points_of_origin.csv",
+    "po_capture.csv",
+    "table1.csv",
+    "table1.md",
+    "stats.json",
+    "summary.json",
+    "capture_curve.csv",
+    "capture_vs_volume.png",
+    "figures",
+)
 
 
 def _folders(dataset: str | None, split: str, **given: Path | None) -> dict[str, Path | None]:
@@ -118,6 +138,12 @@ def suvmax_sweep(
     fold: int | None = typer.Option(
         None, "--fold", help="fold of --splits (with --dataset, splits default to $nnUNet_preprocessed)"
     ),
+    all_cases: bool = typer.Option(
+        False,
+        "--all-cases",
+        help="sweep every reference label (training and validation cases alike: the percent is then "
+        "chosen on data the models trained on); needed when neither --splits/--fold nor --cases is given",
+    ),
     dataset: str | None = typer.Option(
         None, "--dataset", help=DATASET_HELP + " (imagesTr, labelsTr, masksTr)"
     ),
@@ -126,27 +152,46 @@ def suvmax_sweep(
     """Find the SUVmax-threshold percent with the best mean Dice on validation cases (paper Figure 4).
 
     SUVmax = highest PET (SUV) voxel inside the GTV; prediction at p % = PET >= p/100 x SUVmax (float64),
-    brain voxels removed; p = 1..100, all 100 computed in one pass per case. Writes OUT/sweep.csv
-    (percent,mean_dice), OUT/sweep_per_case.csv, OUT/best.json ({"percent": P, "mean_dice": D, ...}) and
-    OUT/figure4.png. A case that cannot be scored is recorded in best.json and the others go on
-    (exit status 1).
+    brain voxels removed; p = 1..100, all 100 computed in one pass per case. The cases must be chosen:
+    --splits/--fold (validation cases of a fold), --cases, or explicitly --all-cases. Writes
+    OUT/sweep.csv (percent,mean_dice), OUT/sweep_per_case.csv, OUT/best.json ({"percent": P,
+    "mean_dice": D, "cases": [...], "case_set": ...}) and OUT/figure4.png, all swapped in together
+    (OUT/suvmax-sweep.status.json says whether the last run completed). A case that cannot be scored
+    is recorded in best.json and the others go on (exit status 1); bad input exits 2.
 
     Example: recur-eval suvmax-sweep --images raw/imagesTr --masks raw/masksTr --gt raw/labelsTr
     --splits splits_final.json --fold 0 --out eval/sweep
     """
-    with _reported_errors():
+    from nnunet_recur.evaluation.staging import staged_report
+
+    excluded: dict[str, str] = {}
+    with _reported_errors(), staged_report(out, "suvmax-sweep", SWEEP_OWNED) as stage:
         import numpy as np
 
         from nnunet_recur.evaluation import baselines, figures, report
         from nnunet_recur.evaluation.parallel import map_cases
+        from nnunet_recur.evaluation.provenance import provenance
         from nnunet_recur.evaluation.sweep import BaselineInputs, SweepCase, mean_dice
         from nnunet_recur.evaluation.volumes import (
+            EvaluationError,
+            brain_path,
             cases_in,
             find_dataset,
+            gtv_path,
+            label_path,
+            pet_path,
             preprocessed_splits,
             write_json,
         )
 
+        chosen = cases is not None or splits is not None or fold is not None
+        if all_cases and chosen:
+            raise EvaluationError("--all-cases goes alone: not with --cases or --splits/--fold")
+        if not all_cases and not chosen:
+            raise EvaluationError(
+                "choose the sweep cases: --splits splits_final.json --fold F (the validation cases, as the "
+                "paper), --cases LIST, or --all-cases (every label, training cases included)"
+            )
         folders = _folders(dataset, "Tr", images=images, labels=gt, masks=masks)
         if dataset is not None and fold is not None and splits is None:
             splits = preprocessed_splits(find_dataset(dataset))
@@ -157,27 +202,30 @@ def suvmax_sweep(
             labels=labels,
         )
         selected = _case_selection(cases_in(labels), labels, cases, splits, fold)
+        if fold is not None:
+            case_set = f"validation cases of fold {fold}"
+        elif cases is not None:
+            case_set = "cases given by --cases"
+        else:
+            case_set = f"all cases in {labels.name} (training and validation)"
         outcomes = map_cases(SweepCase(inputs), selected, workers, "SUVmax sweep")
         scored = {c: o for c, o in zip(selected, outcomes, strict=True) if not isinstance(o, str)}
         excluded = {c: o for c, o in zip(selected, outcomes, strict=True) if isinstance(o, str)}
         for case, why in excluded.items():
             typer.echo(f"warning: {case} left out of the sweep: {why}", err=True)
         if not scored:
-            from nnunet_recur.evaluation.volumes import EvaluationError
-
             raise EvaluationError("no case could be scored; nothing written")
         per_case = np.vstack(list(scored.values()))
         mean = mean_dice(per_case)
         percents = baselines.PERCENTS
         best = baselines.best_percent(percents, mean)
-        out.mkdir(parents=True, exist_ok=True)
         report.write_csv(
-            out / "sweep.csv",
+            stage / "sweep.csv",
             [{"percent": int(p), "mean_dice": float(d)} for p, d in zip(percents, mean, strict=True)],
             ["percent", "mean_dice"],
         )
         report.write_csv(
-            out / "sweep_per_case.csv",
+            stage / "sweep_per_case.csv",
             [
                 {"case": c, "percent": int(p), "dice": float(d)}
                 for c, row in scored.items()
@@ -185,18 +233,30 @@ def suvmax_sweep(
             ],
             ["case", "percent", "dice"],
         )
+        read = [
+            f(folder, c)
+            for c in scored
+            for f, folder in (
+                (pet_path, inputs.images),
+                (gtv_path, inputs.masks),
+                (brain_path, inputs.masks),
+                (label_path, labels),
+            )
+        ]
         write_json(
-            out / "best.json",
+            stage / "best.json",
             {
                 "percent": best[0],
                 "mean_dice": best[1],
                 "n_cases": len(scored),
+                "case_set": case_set,
                 "cases": list(scored),
                 "excluded": excluded,
+                "provenance": provenance(read + ([splits] if splits is not None else [])),
             },
         )
-        figures.plot_sweep(percents, mean, best, out / "figure4.png")
-    typer.echo(f"best SUVmax threshold: {best[0]} % (mean Dice {best[1]:.3f} over {len(scored)} cases)")
+        figures.plot_sweep(percents, mean, best, stage / "figure4.png", f"{case_set}, n = {len(scored)}")
+    typer.echo(f"best SUVmax threshold: {best[0]} % (mean Dice {best[1]:.3f} over {len(scored)} {case_set})")
     typer.echo(f"wrote {out / 'sweep.csv'}, {out / 'best.json'}, {out / 'figure4.png'}")
     if excluded:
         raise typer.Exit(1)
@@ -219,7 +279,7 @@ def _write_predictions(job, selected: list[str], out: Path, workers: int, label:
 def suvmax_predict(
     out: Path = typer.Option(..., "--out", help="output folder for <case>.nii.gz masks"),
     percent: float | None = typer.Option(
-        None, "--percent", min=0.0, max=100.0, help="threshold in % of SUVmax (the paper used 38)"
+        None, "--percent", help="threshold in % of SUVmax, in (0, 100] (the paper used 38)"
     ),
     best: Path | None = typer.Option(None, "--best", help="best.json of suvmax-sweep (instead of --percent)"),
     images: Path | None = typer.Option(None, "--images", help="images folder holding PET <case>_0001.nii.gz"),
@@ -234,7 +294,9 @@ def suvmax_predict(
     """Write SUVmax-threshold predictions: PET >= P/100 x SUVmax(GTV), brain removed, as <case>.nii.gz.
 
     Reruns skip masks already written with the same percent (OUT/suvmax_predict.json records it); a
-    case that fails (empty GTV, missing file, grids that differ) is reported and the others go on.
+    case that fails (empty GTV, SUVmax <= 0 or non-finite, missing or damaged file, grids that differ)
+    is reported and the others go on (exit 1). With --best, the cases the sweep chose the percent on
+    are refused (predicting them would score the baseline on its own tuning data).
 
     Example: recur-eval suvmax-predict --percent 38 --images raw/imagesTs --masks raw/masksTs
     --out preds/suvmax
@@ -242,27 +304,39 @@ def suvmax_predict(
     with _reported_errors():
         import json
 
-        from nnunet_recur.evaluation.sweep import BaselineInputs, SuvmaxPredictCase
+        from nnunet_recur.evaluation.baselines import require_percent
+        from nnunet_recur.evaluation.sweep import BaselineInputs, SuvmaxPredictCase, read_best
         from nnunet_recur.evaluation.volumes import PET_CHANNEL, EvaluationError, cases_in, write_json
 
         if (percent is None) == (best is None):
             raise EvaluationError("give exactly one of --percent P or --best best.json")
+        swept: list[str] = []
         if best is not None:
-            if not best.is_file():
-                raise EvaluationError(f"{best}: file not found")
-            percent = float(json.loads(best.read_text(encoding="utf-8"))["percent"])
+            chosen = read_best(best)
+            percent, swept = chosen["percent"], chosen["cases"]
+        percent = require_percent(percent)
         folders = _folders(dataset, "Ts", images=images, masks=masks)
         image_dir = _require(folders["images"], "--images")
         mask_dir = _require(folders["masks"], "--masks")
         record = out / "suvmax_predict.json"
         if record.is_file() and not overwrite:
-            previous = json.loads(record.read_text(encoding="utf-8")).get("percent")
+            try:
+                previous = json.loads(record.read_text(encoding="utf-8")).get("percent")
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+                raise EvaluationError(f"{record}: not a valid record ({exc}); use --overwrite") from exc
             if previous != percent:
                 raise EvaluationError(
                     f"{out} holds masks at {previous} % of SUVmax, not {percent} %: "
                     "use another --out or --overwrite"
                 )
         selected = _case_selection(cases_in(image_dir, PET_CHANNEL), image_dir, cases)
+        leaked = sorted({c.casefold() for c in swept} & {c.casefold() for c in selected})
+        if leaked:
+            named = [c for c in selected if c.casefold() in leaked]
+            raise EvaluationError(
+                f"{best}: the percent was chosen on case(s) {', '.join(named)}, which are also to be "
+                "predicted here; evaluate the baseline on other cases (--cases) or sweep without them"
+            )
         out.mkdir(parents=True, exist_ok=True)
         # record the percent before the first mask, so an interrupted run cannot leave unlabelled masks
         write_json(record, {"percent": percent, "cases": selected, "failed": {}})
@@ -335,6 +409,13 @@ def compare(
     ),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="draw the PNG figures"),
     seed: int = typer.Option(0, "--seed", help="seed of the bootstrap confidence intervals"),
+    quartiles: str = typer.Option(
+        "linear",
+        "--quartiles",
+        help="quartile definition of median (IQR), a numpy percentile method: linear (Hyndman-Fan type 7, "
+        "default), weibull (type 6, SPSS), hazen (type 5), median_unbiased (type 8), nearest; recorded "
+        "in summary.json",
+    ),
     workers: int = typer.Option(1, "--workers", min=1, help=WORKERS_HELP),
 ) -> None:
     """Compare methods against the reference relapse: per-case metrics, Table 1, tests, figures.
@@ -342,19 +423,27 @@ def compare(
     Writes OUT/per_case.csv (method,case,dice,recall,precision,pred_cc,gt_cc,po_count,po_captured,...),
     OUT/table1.md and table1.csv (the paper's Table 1), OUT/stats.json (paired t-test, Wilcoxon,
     bootstrap CI, Fisher exact on POs), OUT/summary.json, OUT/points_of_origin.csv, OUT/po_capture.csv,
-    OUT/capture_curve.csv, OUT/capture_vs_volume.png and OUT/figures/<case>_po<N>.png. A case missing
-    from a method is an error (or a footnote with --allow-missing); images on different grids are
-    refused.
+    OUT/capture_curve.csv, OUT/capture_vs_volume.png and OUT/figures/<case>_po<N>.png, written into a
+    staging folder and swapped in whole; OUT/compare.status.json says whether the last run completed. A
+    case missing from a method is an error (or a footnote with --allow-missing); truncated, NaN-holding,
+    duplicate-id or differently-gridded inputs are refused (one error line, exit 2).
 
     Example: recur-eval compare --dataset 501 --pred "AI random=preds/random" --pred
     "SUVmax=preds/suvmax" --pred "GTV contour=preds/gtv" --best "AI random" --out eval/test
     """
-    with _reported_errors():
+    from nnunet_recur.evaluation.staging import staged_report
+
+    with _reported_errors(), staged_report(out, "compare", COMPARE_OWNED) as stage:
         from nnunet_recur.evaluation import comparison, report
         from nnunet_recur.evaluation import figures as figure_module
         from nnunet_recur.evaluation.parallel import map_cases
+        from nnunet_recur.evaluation.provenance import provenance
         from nnunet_recur.evaluation.volumes import EvaluationError, cases_in
 
+        if quartiles not in report.QUARTILE_METHODS:
+            raise EvaluationError(
+                f"--quartiles {quartiles!r}: choose one of {', '.join(report.QUARTILE_METHODS)}"
+            )
         folders = _folders(dataset, "Ts", labels=gt, images=images, masks=masks)
         labels = _require(folders["labels"], "--gt")
         image_dir = folders["images"] if folders["images"] is None or folders["images"].is_dir() else None
@@ -370,7 +459,15 @@ def compare(
         best_name = best if best is not None else names[0]
         if best_name not in names:
             raise EvaluationError(f"--best {best_name!r} is not one of the --pred names ({', '.join(names)})")
-        selected = _case_selection(cases_in(labels), labels, cases)
+        reference_cases = cases_in(labels)
+        selected = _case_selection(reference_cases, labels, cases)
+        unmatched = comparison.unmatched_predictions(methods, reference_cases)
+        for name, ids in unmatched.items():
+            typer.echo(
+                f"warning: {name}: {len(ids)} prediction(s) without a reference label in {labels}, "
+                f"not scored: {', '.join(ids)}",
+                err=True,
+            )
         inputs = comparison.CompareInputs(
             labels=labels,
             methods=tuple(methods),
@@ -390,12 +487,19 @@ def compare(
             "allow_missing": allow_missing,
             "hd95": hd95,
             "seed": seed,
+            "quartiles": quartiles,
         }
-        summary = report.write_compare_report(out, results, methods, best_name, seed, settings)
+        extra = {
+            "unmatched_predictions": unmatched,
+            "provenance": provenance([path for r in results for path in r.inputs]),
+        }
+        summary = report.write_compare_report(stage, results, methods, best_name, seed, settings, extra)
+        for note in summary["warnings"]:
+            typer.echo(f"warning: {note}", err=True)
         if figures:
             colours = figure_module.method_colours(names + [comparison.SUV_CURVE])
             for result in results:
-                figure_module.plot_po_overlays(result.case, result.slices, colours, out / "figures")
+                figure_module.plot_po_overlays(result.case, result.slices, colours, stage / "figures")
             rows = {row["method"]: row for row in summary["table1"]}
             po_total = rows["Ground truth"]["po_total"]
             fixed = {
@@ -407,7 +511,7 @@ def compare(
                 for n in names
             }
             figure_module.plot_capture_curves(
-                summary["capture_curves"], fixed, po_total, out / "capture_vs_volume.png", colours
+                summary["capture_curves"], fixed, po_total, stage / "capture_vs_volume.png", colours
             )
     typer.echo((out / "table1.md").read_text(encoding="utf-8"))
     typer.echo(f"wrote {out}/per_case.csv, table1.md, table1.csv, stats.json, summary.json")

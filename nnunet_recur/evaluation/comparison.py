@@ -32,6 +32,7 @@ from nnunet_recur.evaluation.volumes import (
     label_path,
     pet_path,
     read_volume,
+    require_finite,
     require_same_grid,
 )
 
@@ -46,6 +47,8 @@ class Method:
     name: str
     folder: Path
     threshold: float | None = None  # probability threshold for <case>.npz; None: <case>.nii.gz masks
+    # --threshold given for a folder of <case>.nii.gz: applied to probability maps saved as NIfTI
+    nifti_threshold: float | None = None
 
     @classmethod
     def parse(cls, spec: str, threshold: float | None = None) -> Method:
@@ -64,13 +67,39 @@ class Method:
             raise EvaluationError(
                 f"--pred {spec!r}: {folder_path} holds only probability maps (.npz); pass --threshold T"
             )
-        return cls(name.strip(), folder_path, None)
+        return cls(name.strip(), folder_path, None, None if threshold is None else float(threshold))
+
+    @property
+    def extension(self) -> str:
+        return ".npz" if self.threshold is not None else ".nii.gz"
 
     def path(self, case: str) -> Path:
         return self.folder / (f"{case}.npz" if self.threshold is not None else f"{case}.nii.gz")
 
     def probabilities_path(self, case: str) -> Path:
         return self.folder / f"{case}.npz"
+
+
+def unmatched_predictions(methods: list[Method], reference_cases: list[str]) -> dict[str, list[str]]:
+    """Per method, prediction ids in its folder with no reference label (listed, never scored).
+
+    Ids that differ only in letter case within a folder are refused, as in the reference.
+    """
+    from nnunet_recur.evaluation.volumes import refuse_case_duplicates
+
+    known = set(reference_cases)
+    unmatched = {}
+    for method in methods:
+        ids = sorted(
+            p.name[: -len(method.extension)]
+            for p in method.folder.iterdir()
+            if p.name.endswith(method.extension) and not p.name.startswith(".")
+        )
+        refuse_case_duplicates(ids, method.folder)
+        extra = [c for c in ids if c not in known]
+        if extra:
+            unmatched[method.name] = extra
+    return unmatched
 
 
 @dataclass(frozen=True)
@@ -101,7 +130,9 @@ class MethodCaseResult:
     po_captured_published: int
     hd95_mm: float
     source: str
-    po_flags: list[tuple[bool, bool]] = field(default_factory=list)
+    # per PO: (captured, captured_published, distance in mm from the PO voxel centre to the nearest
+    # predicted voxel centre: 0 when captured, None when the prediction is empty)
+    po_flags: list[tuple[bool, bool, float | None]] = field(default_factory=list)
 
     def row(self) -> dict:
         """The per_case.csv row (first nine columns fixed by the contract)."""
@@ -138,17 +169,31 @@ class CaseResult:
     missing: list[str]
     curves: dict[str, CaseCurve]
     slices: list[dict] = field(default_factory=list)  # figure material, one entry per PO
+    notes: list[str] = field(default_factory=list)  # warnings worth the report (printed, in summary.json)
+    inputs: list[str] = field(default_factory=list)  # every file read for this case (provenance hashes)
 
 
 def load_probabilities(path: Path, reference: Volume) -> np.ndarray:
     """The relapse probability map (z, y, x) of an nnU-Net .npz, checked against the reference shape."""
+    import zipfile
+    import zlib
+
     try:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise EvaluationError(f"{path}: not an .npz archive")
             if "probabilities" not in data:
                 raise EvaluationError(f"{path}: no 'probabilities' array (keys: {', '.join(data.files)})")
             probabilities = data["probabilities"]
-    except (OSError, ValueError) as exc:
-        raise EvaluationError(f"{path}: unreadable probability file ({exc})") from exc
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        lines = str(exc).strip().splitlines()
+        detail = lines[0] if lines else type(exc).__name__
+        raise EvaluationError(f"{path}: unreadable or truncated probability file ({detail})") from exc
+    if not np.issubdtype(probabilities.dtype, np.number) or np.issubdtype(
+        probabilities.dtype, np.complexfloating
+    ):
+        raise EvaluationError(f"{path}: 'probabilities' has dtype {probabilities.dtype}, not real numbers")
+    require_finite(probabilities, str(path))
     if probabilities.ndim == 4:
         channels = probabilities.shape[0]
         if channels == 1:  # one sigmoid channel (region-based training, our trainers)
@@ -186,7 +231,11 @@ def _score(
     source: Path,
 ) -> MethodCaseResult:
     counts = metrics.overlap_counts_with(prediction, reference_mask)
-    flags = [(po_module.captured(p, prediction), po_module.captured_published(p, prediction)) for p in points]
+    distances = po_module.distances_to_prediction_mm(points, prediction, reference.grid)
+    flags = [
+        (po_module.captured(p, prediction), po_module.captured_published(p, prediction), d)
+        for p, d in zip(points, distances, strict=True)
+    ]
     distance = math.nan
     if hd95:
         distance = metrics.hd95_mm(
@@ -201,8 +250,8 @@ def _score(
         pred_cc=counts.prediction * reference.grid.voxel_volume_cc,
         gt_cc=gt_cc,
         po_count=len(points),
-        po_captured=sum(c for c, _ in flags),
-        po_captured_published=sum(c for _, c in flags),
+        po_captured=sum(f[0] for f in flags),
+        po_captured_published=sum(f[1] for f in flags),
         hd95_mm=distance,
         source=source.name,
         po_flags=flags,
@@ -231,6 +280,7 @@ def _slice_material(
                 "po": p.component,
                 "z": z,
                 "point": p.index_zyx,
+                "direction": reference.grid.direction,
                 "aspect": sy / sx,
                 "spacing_xy": (sx, sy),
                 "ct": None if ct is None else np.array(ct[z], dtype=np.float32),
@@ -241,9 +291,38 @@ def _slice_material(
     return material
 
 
+def _is_probability_map(array: np.ndarray) -> bool:
+    """A floating-point NIfTI holding values other than 0 and 1: a probability map, not a mask."""
+    if not np.issubdtype(array.dtype, np.floating):
+        return False
+    return bool(np.any((array != 0) & (array != 1)))
+
+
+def _nifti_prediction(method: Method, case: str, array: np.ndarray, source: Path, notes: list[str]):
+    """The boolean prediction of a `<case>.nii.gz`: a mask as `!= 0`, a probability map at --threshold."""
+    if _is_probability_map(array):
+        if method.nifti_threshold is None:
+            raise EvaluationError(
+                f"{source}: holds a probability map (floating-point values other than 0 and 1), not a "
+                "mask; pass --threshold T to binarise it as probability >= T"
+            )
+        notes.append(
+            f"{method.name}: probability maps saved as .nii.gz binarised as >= {method.nifti_threshold:g}"
+        )
+        return array.astype(np.float64, copy=False) >= np.float64(method.nifti_threshold)
+    if method.nifti_threshold is not None:
+        notes.append(
+            f"{method.name}: --threshold {method.nifti_threshold:g} not applied: {method.folder} holds "
+            "masks (0/1 or integer labels, binarised as != 0), not probability maps"
+        )
+    return array
+
+
 def evaluate_case(case: str, inputs: CompareInputs) -> CaseResult:
     """Every metric of every method on one case (reference and images read once)."""
     reference = read_volume(label_path(inputs.labels, case))
+    read = [reference.path]
+    notes: list[str] = []
     reference_mask = metrics.ReferenceMask.of(reference.array)
     points = po_module.points_of_origin(
         Volume(reference_mask.mask, reference.grid, reference.path), box=reference_mask.box
@@ -256,9 +335,13 @@ def evaluate_case(case: str, inputs: CompareInputs) -> CaseResult:
         pet = read_volume(pet_path(inputs.images, case))
         gtv = read_volume(gtv_path(inputs.masks, case))
         brain = read_volume(brain_path(inputs.masks, case))
+        read += [pet.path, gtv.path, brain.path]
         for other in (pet, gtv, brain):
             require_same_grid(other, reference)
-        curves[SUV_CURVE] = _curve(baselines.suv_levels(pet, gtv, brain), points, voxel_cc)
+        try:
+            curves[SUV_CURVE] = _curve(baselines.suv_levels(pet, gtv, brain), points, voxel_cc)
+        except baselines.SuvmaxUndefinedError as exc:  # this case's curve only; its scores stand
+            notes.append(f"{case}: left out of the SUVmax capture curve: {exc}")
         del pet, gtv, brain
 
     results, missing = [], []
@@ -273,6 +356,7 @@ def evaluate_case(case: str, inputs: CompareInputs) -> CaseResult:
                 f"case {case} is in the reference ({inputs.labels}) but missing from method "
                 f"{method.name!r}: {source} not found (use --allow-missing to report it in a footnote)"
             )
+        read.append(source)
         probabilities = None
         if method.threshold is not None:
             probabilities = load_probabilities(source, reference)
@@ -280,10 +364,11 @@ def evaluate_case(case: str, inputs: CompareInputs) -> CaseResult:
         else:
             predicted = read_volume(source)
             require_same_grid(predicted, reference)
-            prediction = predicted.array  # any dtype; every use below binarises as != 0
+            prediction = _nifti_prediction(method, case, predicted.array, source, notes)
             del predicted
             if inputs.curves and method.probabilities_path(case).is_file():
                 probabilities = load_probabilities(method.probabilities_path(case), reference)
+                read.append(method.probabilities_path(case))
         if inputs.curves and probabilities is not None:
             curves[method.name] = _curve(baselines.percent_levels(probabilities, 1.0), points, voxel_cc)
         del probabilities
@@ -316,6 +401,8 @@ def evaluate_case(case: str, inputs: CompareInputs) -> CaseResult:
         missing=missing,
         curves=curves,
         slices=slices,
+        notes=notes,
+        inputs=[str(path) for path in read],
     )
 
 

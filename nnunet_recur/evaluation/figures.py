@@ -36,11 +36,18 @@ def method_colours(names: list[str]) -> dict[str, str]:
     return {name: METHOD_COLOURS[i % len(METHOD_COLOURS)] for i, name in enumerate(names)}
 
 
-def plot_sweep(percents: np.ndarray, mean_dice: np.ndarray, best: tuple[int, float], path: Path) -> Path:
-    """Mean validation Dice against % of SUVmax, the best percent marked (paper Figure 4)."""
+def plot_sweep(
+    percents: np.ndarray,
+    mean_dice: np.ndarray,
+    best: tuple[int, float],
+    path: Path,
+    case_set: str = "validation cases",
+) -> Path:
+    """Mean Dice against % of SUVmax, the best percent marked (paper Figure 4), labelled with the case set
+    actually swept (`case_set`, e.g. 'validation cases of fold 0, n = 7')."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    ax.scatter(percents, mean_dice, s=12, color="#1f77b4", label="mean validation Dice")
+    ax.scatter(percents, mean_dice, s=12, color="#1f77b4", label=f"mean Dice ({case_set})")
     ax.scatter([best[0]], [best[1]], s=80, facecolors="none", edgecolors="#d62728", linewidths=2)
     ax.annotate(
         f"best: {best[0]} % (Dice {best[1]:.2f})",
@@ -50,7 +57,7 @@ def plot_sweep(percents: np.ndarray, mean_dice: np.ndarray, best: tuple[int, flo
         color="#d62728",
     )
     ax.set_xlabel("threshold (% of SUVmax inside the GTV)")
-    ax.set_ylabel("mean Dice (validation cases)")
+    ax.set_ylabel(f"mean Dice ({case_set})")
     ax.set_xlim(0, 101)
     ax.set_ylim(0, max(float(np.nanmax(mean_dice)), 0.01) * 1.2)
     ax.grid(alpha=0.3)
@@ -99,8 +106,52 @@ def plot_capture_curves(
     return saved
 
 
+#: LPS patient axes: the letter an image edge shows when the axis points towards it (+) or away (-).
+_LPS_LETTERS = (("L", "R"), ("P", "A"), ("S", "I"))
+_PLANES = ("sagittal", "coronal", "axial")  # the plane whose normal is the LPS axis x, y, z
+
+
+def _letter(vector) -> str:
+    """Patient direction letter(s) of a unit vector in LPS: the dominant axis first, e.g. 'L' or 'LA'."""
+    v = np.asarray(vector, dtype=np.float64)
+    order = np.argsort(-np.abs(v))
+    letters = [_LPS_LETTERS[i][0 if v[i] > 0 else 1] for i in order if abs(v[i]) > 0.25]
+    return "".join(letters[:2]) or "?"
+
+
+def slice_orientation(direction) -> dict:
+    """What an array slice `a[k]` (z index fixed) shows, from the grid's direction cosines.
+
+    Returns the anatomical plane (from the dominant LPS axis of the slice normal, 'oblique' added when
+    that axis is off by more than ~8 degrees) and the letters at the image edges as `imshow` draws the
+    slice (columns = array x, rows = array y, row 0 at the top): left, right, top, bottom.
+    """
+    d = np.asarray(direction, dtype=np.float64).reshape(3, 3)
+    column_axis, row_axis, normal = d[:, 0], d[:, 1], d[:, 2]
+    dominant = int(np.argmax(np.abs(normal)))
+    plane = _PLANES[dominant]
+    if abs(normal[dominant]) < 0.99:
+        plane += " (oblique)"
+    return {
+        "plane": plane,
+        "left": _letter(-column_axis),
+        "right": _letter(column_axis),
+        "top": _letter(-row_axis),
+        "bottom": _letter(row_axis),
+    }
+
+
+def _edge_labels(ax, orientation: dict) -> None:
+    style = {"color": "yellow", "fontsize": 8, "fontweight": "bold", "transform": ax.transAxes}
+    ax.text(0.02, 0.5, orientation["left"], ha="left", va="center", **style)
+    ax.text(0.98, 0.5, orientation["right"], ha="right", va="center", **style)
+    ax.text(0.5, 0.98, orientation["top"], ha="center", va="top", **style)
+    ax.text(0.5, 0.02, orientation["bottom"], ha="center", va="bottom", **style)
+
+
 def plot_po_overlays(case: str, slices: list[dict], colours: dict[str, str], out_dir: Path) -> list[Path]:
-    """One PNG per PO: the axial slice through it, reference (pink) and each method's contour, as Figure 5."""
+    """One PNG per PO: the slice through it (plane named from the grid's direction, edges labelled with
+    patient directions), reference (pink) and each method's contour, as Figure 5."""
     from matplotlib.lines import Line2D
 
     plt = _pyplot()
@@ -133,9 +184,11 @@ def plot_po_overlays(case: str, slices: list[dict], colours: dict[str, str], out
                 Line2D([], [], color="white", marker="+", linestyle="", label="PO", markeredgecolor="black")
             )
             ax.legend(handles=handles, fontsize=7, loc="upper right", framealpha=0.7)
+            orientation = slice_orientation(item["direction"])
+            _edge_labels(ax, orientation)
             ax.set_axis_off()
             ax.set_title(name or "reference", fontsize=9)
-        fig.suptitle(f"{case}: PO {item['po']} (axial slice z = {item['z']})", fontsize=10)
+        fig.suptitle(f"{case}: PO {item['po']} ({orientation['plane']} slice k = {item['z']})", fontsize=10)
         written.append(_save(fig, Path(out_dir) / f"{case}_po{item['po']}.png"))
         plt.close(fig)
     return written

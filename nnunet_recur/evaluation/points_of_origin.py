@@ -4,9 +4,18 @@ A patient may relapse in several places, so the reference relapse mask is split 
 components (26-connectivity: voxels touching by a face, an edge or a corner belong together). Each
 component is eroded once with a 3x3x3 structuring element; its PO is the centre of volume of the
 eroded component (of the component itself when erosion empties it, e.g. a 2-voxel-thin relapse),
-snapped to the nearest voxel of the component (physical distance, ties to the first voxel in array
-order) so that the PO always lies inside its relapse. A PO is *captured* when that voxel is inside
-the prediction.
+snapped into that core (the eroded component when erosion leaves voxels, else the component), so the PO
+always lies inside its relapse and, where the relapse has a core, away from its rim. The snapping rule,
+for a centre equidistant to several voxels included (`snap_to_core`):
+
+1. the core voxel(s) nearest to the centre of volume by physical distance (spacing counts; distances
+   equal within a relative 1e-9 count as ties);
+2. among ties, the voxel deepest inside the component (largest Euclidean distance in mm to the
+   nearest voxel outside it);
+3. among remaining ties, the first in array order (z, then y, then x): a fixed, documented last resort.
+
+A PO is *captured* when that voxel is inside the prediction; `distances_to_prediction_mm` gives, per
+PO, the distance from its voxel centre to the nearest predicted voxel centre (0 when captured).
 
 The published code's criterion (the eroded component overlaps the prediction anywhere) is reported
 next to it as `captured_published`; where erosion empties the component the component itself is used.
@@ -71,9 +80,8 @@ def points_of_origin(reference: Volume, box: tuple[slice, ...] | None = None) ->
         eroded = ndimage.binary_erosion(component, structure=EROSION_ELEMENT, border_value=0)
         eroded_voxels = int(np.count_nonzero(eroded))
         core = eroded if eroded_voxels else component
-        centre = np.argwhere(core).mean(axis=0)
         voxels = np.argwhere(component)
-        nearest = voxels[np.argmin((((voxels - centre) * spacing) ** 2).sum(axis=1))]
+        nearest = snap_to_core(core, component, spacing)
         local_offset = offset + np.array([s.start for s in padded])
         index = tuple(int(v) for v in nearest + local_offset)
         core_box = tuple(
@@ -92,6 +100,71 @@ def points_of_origin(reference: Volume, box: tuple[slice, ...] | None = None) ->
         )
     assert len(result) == count
     return result
+
+
+#: Two squared distances within this relative difference are a tie (float round-off, not geometry).
+TIE_RELATIVE = 1e-9
+
+
+def snap_to_core(core: np.ndarray, component: np.ndarray, spacing_zyx) -> np.ndarray:
+    """The PO voxel (local index z, y, x) for a core inside a component: the rule of the module doc."""
+    from scipy import ndimage
+
+    spacing = np.asarray(spacing_zyx, dtype=np.float64)
+    candidates = np.argwhere(core)
+    centre = candidates.mean(axis=0)
+    squared = (((candidates - centre) * spacing) ** 2).sum(axis=1)
+    nearest = squared <= squared.min() * (1.0 + TIE_RELATIVE) + 1e-12
+    candidates = candidates[nearest]
+    if len(candidates) > 1:
+        padded = np.pad(component, 1)
+        depth = ndimage.distance_transform_edt(padded, sampling=spacing)[1:-1, 1:-1, 1:-1]
+        depths = depth[tuple(candidates.T)]
+        candidates = candidates[depths >= depths.max() * (1.0 - TIE_RELATIVE)]
+    return candidates[np.lexsort(candidates.T[::-1])[0]]
+
+
+def distances_to_prediction_mm(
+    points: list[PointOfOrigin], prediction: np.ndarray, grid
+) -> list[float | None]:
+    """Per PO: distance (mm) from its voxel centre to the nearest predicted voxel centre.
+
+    0.0 when the PO is captured; None when the prediction is empty (no distance exists).
+    """
+    spacing = np.asarray(grid.spacing_zyx, dtype=np.float64)
+    return [
+        0.0 if prediction[po.index_zyx] else _nearest_mm(prediction, po.index_zyx, spacing) for po in points
+    ]
+
+
+#: First search radius of `_nearest_mm`; it grows 4x per round.
+_SEARCH_START_MM = 16.0
+
+
+def _nearest_mm(prediction: np.ndarray, index, spacing: np.ndarray) -> float | None:
+    """Distance to the nearest non-zero voxel, searched in growing boxes around `index`.
+
+    A box reaching `r` mm from the voxel along every axis holds every voxel closer than `r`; so the
+    nearest voxel found in it is the global nearest once its distance is <= r. Far cheaper than
+    scanning the whole volume for a prediction near the PO (the common case).
+    """
+    centre = np.asarray(index)
+    shape = np.asarray(prediction.shape)
+    radius = _SEARCH_START_MM
+    while True:
+        half = np.ceil(radius / spacing).astype(int)
+        low, high = np.maximum(centre - half, 0), np.minimum(centre + half + 1, shape)
+        box = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
+        whole = bool(np.all(low == 0) and np.all(high == shape))
+        window = prediction[box]
+        found = np.argwhere(as_mask(window)) if window.any() else np.empty((0, 3), dtype=np.intp)
+        if found.size:
+            nearest = float(np.sqrt((((found + low - centre) * spacing) ** 2).sum(axis=1).min()))
+            if nearest <= radius or whole:
+                return nearest
+        elif whole:
+            return None
+        radius *= 4.0
 
 
 def captured(po: PointOfOrigin, prediction: np.ndarray) -> bool:

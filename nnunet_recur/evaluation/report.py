@@ -2,7 +2,9 @@
 
 Table 1 follows the paper's layout: a Ground truth row (relapse volume median (IQR) and number of
 POs) and one row per method (Dice median (IQR), predicted volume median (IQR), POs captured).
-Medians and quartiles use numpy's default (linear) percentile interpolation.
+Medians and quartiles use one documented definition, `--quartiles` (numpy's percentile methods:
+`linear`, the default, is Hyndman-Fan type 7; `weibull` is type 6, SPSS's; ...), recorded in
+summary.json: at n = 7 they differ a lot, so a reader must know which one was used.
 """
 
 from __future__ import annotations
@@ -45,7 +47,16 @@ PO_COLUMNS = [
     "y_mm",
     "z_mm",
 ]
-PO_CAPTURE_COLUMNS = ["method", "case", "po", "captured", "captured_published"]
+PO_CAPTURE_COLUMNS = ["method", "case", "po", "captured", "captured_published", "distance_mm"]
+#: `--quartiles`: numpy.percentile methods (Hyndman & Fan 1996 types) offered for median (IQR).
+QUARTILE_METHODS = {
+    "linear": "Hyndman-Fan type 7 (numpy/R default): h = (n - 1) p + 1",
+    "weibull": "Hyndman-Fan type 6 (SPSS, Minitab): h = (n + 1) p",
+    "hazen": "Hyndman-Fan type 5: h = n p + 1/2",
+    "median_unbiased": "Hyndman-Fan type 8: h = (n + 1/3) p + 1/3",
+    "nearest": "the nearest order statistic (no interpolation)",
+}
+DEFAULT_QUARTILES = "linear"
 TABLE1_COLUMNS = [
     "method",
     "n_cases",
@@ -79,11 +90,14 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
     write_text(path, buffer.getvalue())
 
 
-def median_iqr(values) -> tuple[float, float, float]:
+def median_iqr(values, method: str = DEFAULT_QUARTILES) -> tuple[float, float, float]:
+    """(median, Q1, Q3) with the `--quartiles` definition; NaN values are left out."""
+    if method not in QUARTILE_METHODS:
+        raise ValueError(f"unknown quartile method {method!r}; one of {', '.join(QUARTILE_METHODS)}")
     values = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
     if values.size == 0:
         return math.nan, math.nan, math.nan
-    q1, median, q3 = np.percentile(values, [25, 50, 75])
+    q1, median, q3 = np.percentile(values, [25, 50, 75], method=method)
     return float(median), float(q1), float(q3)
 
 
@@ -107,9 +121,11 @@ def _triple(formatter, triple) -> str:
     return f"{formatter(median)} ({formatter(q1)}, {formatter(q3)})"
 
 
-def table1_rows(results: list[CaseResult], methods: list[Method]) -> list[dict]:
+def table1_rows(
+    results: list[CaseResult], methods: list[Method], quartiles: str = DEFAULT_QUARTILES
+) -> list[dict]:
     """Machine-readable Table 1: a 'Ground truth' row, then one row per method."""
-    gt = median_iqr([r.gt_cc for r in results])
+    gt = median_iqr([r.gt_cc for r in results], quartiles)
     po_total = sum(len(r.points) for r in results)
     rows = [
         {
@@ -128,8 +144,8 @@ def table1_rows(results: list[CaseResult], methods: list[Method]) -> list[dict]:
     ]
     for method in methods:
         scored = [m for r in results for m in r.methods if m.method == method.name]
-        dice = median_iqr([m.dice for m in scored])
-        volume = median_iqr([m.pred_cc for m in scored])
+        dice = median_iqr([m.dice for m in scored], quartiles)
+        volume = median_iqr([m.pred_cc for m in scored], quartiles)
         rows.append(
             {
                 "method": method.name,
@@ -148,7 +164,12 @@ def table1_rows(results: list[CaseResult], methods: list[Method]) -> list[dict]:
     return rows
 
 
-def table1_markdown(rows: list[dict], results: list[CaseResult]) -> str:
+def table1_markdown(
+    rows: list[dict],
+    results: list[CaseResult],
+    quartiles: str = DEFAULT_QUARTILES,
+    statistics: dict | None = None,
+) -> str:
     lines = [
         "| Method | Dice coefficient (Median, IQR) | Relapse volume size in cc (Median, IQR) "
         "| No. of relapse volumes PO |",
@@ -161,15 +182,34 @@ def table1_markdown(rows: list[dict], results: list[CaseResult]) -> str:
             else _triple(format_dice, (row["dice_median"], row["dice_q1"], row["dice_q3"]))
         )
         volume = _triple(format_cc, (row["volume_cc_median"], row["volume_cc_q1"], row["volume_cc_q3"]))
-        marker = "" if row["method"] == "Ground truth" or row["po_total"] == rows[0]["po_total"] else " *"
+        # `*`: the method misses cases (--allow-missing), whatever their PO count
+        marker = "" if row["method"] == "Ground truth" or row["n_cases"] == rows[0]["n_cases"] else " *"
         lines.append(f"| {row['method']} | {dice} | {volume} | {row['po_captured']}{marker} |")
     n = len(results)
     notes = [
         "",
-        f"n = {n} cases. Dice and volume: median (first quartile, third quartile). A PO is captured when "
-        "its voxel (centre of volume of the 3x3x3-eroded relapse component, snapped into the component) "
-        "lies inside the prediction; components are 26-connected.",
+        f"n = {n} cases. Dice and volume: median (first quartile, third quartile), quartiles by "
+        f"numpy's '{quartiles}' method ({QUARTILE_METHODS[quartiles]}). A PO is captured when its voxel "
+        "(centre of volume of the 3x3x3-eroded relapse component, snapped into that core) lies inside "
+        "the prediction; components are 26-connected.",
     ]
+    if statistics:
+        cis = []
+        for pair in statistics["comparisons"]:
+            if not pair["best_vs_other"]:
+                continue
+            d = pair["dice"]
+            low, high = d["median_difference_ci95_order_statistics"]
+            ci = "n/a (too few cases)" if low is None else f"{low:.2f} to {high:.2f}"
+            median = "n/a" if d["median_difference"] is None else f"{d['median_difference']:.2f}"
+            cis.append(f"{pair['a']} - {pair['b']}: {median} (95 % CI {ci})")
+        if cis:
+            notes.append(
+                "Median paired Dice difference with its distribution-free 95 % CI (order statistics, "
+                "sign-test inversion; stats.json also holds Hodges-Lehmann and the bootstrap CI): "
+                + "; ".join(cis)
+                + "."
+            )
     published = ", ".join(f"{r['method']} {r['po_captured_published']}" for r in rows[1:])
     if published:
         notes.append(
@@ -192,10 +232,17 @@ def per_case_rows(results: list[CaseResult]) -> list[dict]:
 def po_rows(results: list[CaseResult]) -> tuple[list[dict], list[dict]]:
     points = [p for r in results for p in r.points]
     capture = [
-        {"method": m.method, "case": r.case, "po": p["po"], "captured": c, "captured_published": cp}
+        {
+            "method": m.method,
+            "case": r.case,
+            "po": p["po"],
+            "captured": c,
+            "captured_published": cp,
+            "distance_mm": distance,
+        }
         for r in results
         for m in r.methods
-        for p, (c, cp) in zip(r.points, m.po_flags, strict=True)
+        for p, (c, cp, distance) in zip(r.points, m.po_flags, strict=True)
     ]
     return points, capture
 
@@ -228,6 +275,9 @@ def comparison_stats(results: list[CaseResult], methods: list[Method], best: str
                     sum(x.po_captured for x in xb),
                     sum(x.po_count for x in xb),
                 ),
+                "po_mcnemar": stats.mcnemar_po(
+                    [f[0] for x in xa for f in x.po_flags], [f[0] for x in xb for f in x.po_flags]
+                ),
             }
         )
     return {
@@ -239,9 +289,17 @@ def comparison_stats(results: list[CaseResult], methods: list[Method], best: str
         "tests": {
             "t": "scipy.stats.ttest_rel, two-sided, on paired cases (a - b)",
             "wilcoxon": "scipy.stats.wilcoxon, two-sided, exact for small n",
-            "bootstrap": "percentile 95 % CI of the median paired difference a - b, cases resampled",
+            "bootstrap": "percentile 95 % CI of the median paired difference a - b, cases resampled "
+            "(anti-conservative at small n)",
+            "order_statistics": "distribution-free 95 % CI of the median difference: [d_(k), d_(n-k+1)], "
+            "k from binomial(n, 1/2) (sign-test inversion); Table 1 quotes this one",
+            "hodges_lehmann": "median of Walsh averages, exact CI from the Wilcoxon signed-rank null "
+            "distribution (assumes symmetric differences)",
             "fisher": "scipy.stats.fisher_exact, two-sided, [[captured_a, missed_a], [captured_b, missed_b]]",
+            "mcnemar": "exact McNemar on the same POs paired (discordant only_a vs only_b, binomial 1/2), "
+            "two-sided; POs are clustered by patient, which neither PO test accounts for",
         },
+        "table1_ci": "order_statistics",
         "comparisons": comparisons,
     }
 
@@ -291,20 +349,27 @@ def _json_safe(value):
 
 
 def write_compare_report(
-    out: Path, results: list[CaseResult], methods: list[Method], best: str, seed: int, settings: dict
+    out: Path,
+    results: list[CaseResult],
+    methods: list[Method],
+    best: str,
+    seed: int,
+    settings: dict,
+    extra: dict | None = None,
 ) -> dict:
-    """Write every table and JSON of `compare`; returns the summary that went into summary.json."""
+    """Write every table and JSON of `compare` into `out` (the staging folder); returns the summary."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    quartiles = settings.get("quartiles", DEFAULT_QUARTILES)
     rows = per_case_rows(results)
     write_csv(out / "per_case.csv", rows, PER_CASE_COLUMNS)
     points, capture = po_rows(results)
     write_csv(out / "points_of_origin.csv", points, PO_COLUMNS)
     write_csv(out / "po_capture.csv", capture, PO_CAPTURE_COLUMNS)
-    table = table1_rows(results, methods)
+    table = table1_rows(results, methods, quartiles)
     write_csv(out / "table1.csv", table, TABLE1_COLUMNS)
-    write_text(out / "table1.md", table1_markdown(table, results))
     statistics = _json_safe(comparison_stats(results, methods, best, seed))
+    write_text(out / "table1.md", table1_markdown(table, results, quartiles, statistics))
     write_json(out / "stats.json", statistics)
     curves = aggregate_curves(results)
     if curves:
@@ -312,10 +377,21 @@ def write_compare_report(
     summary = _json_safe(
         {
             "settings": settings,
+            "quartiles": {"method": quartiles, "definition": QUARTILE_METHODS[quartiles]},
             "cases": [r.case for r in results],
-            "methods": [{"name": m.name, "folder": str(m.folder), "threshold": m.threshold} for m in methods],
+            "methods": [
+                {
+                    "name": m.name,
+                    "folder": str(m.folder),
+                    "threshold": m.threshold if m.threshold is not None else m.nifti_threshold,
+                    "files": m.extension,
+                }
+                for m in methods
+            ],
             "best": best,
             "missing": {m.name: [r.case for r in results if m.name in r.missing] for m in methods},
+            "warnings": list(dict.fromkeys(note for r in results for note in r.notes)),
+            **(extra or {}),
             "table1": table,
             "per_case": rows,
             "points_of_origin": points,

@@ -64,6 +64,28 @@ class SweepCase:
             return str(exc)
 
 
+def read_best(path: Path) -> dict:
+    """best.json of `suvmax-sweep`: {'percent': P in (0, 100], 'cases': [...]}; anything else is refused."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise EvaluationError(f"{path}: file not found")
+    try:
+        best = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EvaluationError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(best, dict) or "percent" not in best:
+        raise EvaluationError(f"{path}: no 'percent' (not a best.json written by recur-eval suvmax-sweep?)")
+    value = best["percent"]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EvaluationError(f"{path}: 'percent' is {value!r}, not a number")
+    cases = best.get("cases", [])
+    if not isinstance(cases, list) or not all(isinstance(c, str) for c in cases):
+        raise EvaluationError(f"{path}: 'cases' must be a list of case ids")
+    return {"percent": baselines.require_percent(value, f"{path}: 'percent'"), "cases": cases}
+
+
 def mean_dice(per_case: np.ndarray) -> np.ndarray:
     """Mean over cases at each percent (one `np.mean` per column, like the naive loop would)."""
     return np.array([np.mean(per_case[:, i]) for i in range(per_case.shape[1])])

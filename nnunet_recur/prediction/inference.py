@@ -1,7 +1,8 @@
 """nnU-Net's `nnUNetPredictor`, in-process, on one prepared (cropped) patient: one probability map per fold.
 
-The cropped CT and PET are handed over as nnU-Net's SimpleITK reader would read them from the files that
-`recur convert new-patient` writes (float32 channels, spacing reversed to z, y, x), so the result equals
+The cropped channels named in the model's dataset.json (CT, PET, the patient-level z-scored PET) are handed
+over as nnU-Net's SimpleITK reader would read them from the files that `recur convert new-patient` writes
+(float32 channels in dataset.json order, spacing reversed to z, y, x), so the result equals
 `nnUNetv2_predict --save_probabilities` on those files. The case is preprocessed once; each fold's weights
 then give their own logits and their own sigmoid probability (the ensemble mean and spread are taken over
 probabilities, per seed, in `ensemble`). Test-time mirroring is off unless asked for (`tta`), and then only
@@ -86,8 +87,13 @@ class FoldPredictor:
             convert_predicted_logits_to_segmentation_with_correct_shape,
         )
 
-        ct, pet = images["ct"], images["pet"]
-        data = np.stack([_as_nnunet_reads(ct), _as_nnunet_reads(pet)]).astype(np.float32)
+        from nnunet_recur.prediction.model import CHANNEL_IMAGES
+
+        channels = self.model.dataset_json["channel_names"]
+        ct = images["ct"]
+        data = np.stack(
+            [_as_nnunet_reads(images[CHANNEL_IMAGES[channels[str(i)]]]) for i in range(len(channels))]
+        ).astype(np.float32)
         properties = {
             "sitk_stuff": {
                 "spacing": ct.GetSpacing(),

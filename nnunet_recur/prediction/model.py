@@ -23,7 +23,8 @@ from pathlib import Path
 from nnunet_recur.trainers.planning import RECUR_CONFIGURATION, RECUR_PLANS_NAME
 from nnunet_recur.trainers.seeds import SELECTION_FILE, read_seed_runs, select_best_seed
 
-EXPECTED_CHANNELS = {"0": "CT", "1": "PET"}
+# dataset.json channel name -> the key of the prepared image (`prepare.crop_case`) that feeds it
+CHANNEL_IMAGES = {"CT": "ct", "PET": "pet", "PET_zscore_patient": "pet_zscore"}
 
 
 class ModelError(Exception):
@@ -87,12 +88,18 @@ def _load(folder: Path, source: str, checkpoint: str, tmp=None) -> Model:
 
 
 def check_model_inputs(model: Model) -> None:
-    """The model must take the converter's two channels (CT, PET) and carry the crop box."""
+    """The model's channels must be ones the converter prepares (CT, PET and its z-scored copy), and it must
+    carry the crop box."""
     channels = model.dataset_json.get("channel_names") or model.dataset_json.get("modality")
-    if channels != EXPECTED_CHANNELS:
+    known = isinstance(channels, dict) and channels and all(v in CHANNEL_IMAGES for v in channels.values())
+    if (
+        not known
+        or sorted(int(k) for k in channels) != list(range(len(channels)))
+        or "CT" not in channels.values()
+    ):
         raise ModelError(
             f"{model.folder / 'dataset.json'}: the model's input channels are {channels}, "
-            f"recur predict prepares {EXPECTED_CHANNELS}"
+            f"recur predict prepares {sorted(CHANNEL_IMAGES)} (with CT)"
         )
     if "recur_crop" not in model.dataset_json:
         raise ModelError(

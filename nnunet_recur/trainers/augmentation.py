@@ -14,25 +14,43 @@ from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 
 LEFT_RIGHT_AXIS = -1  # last axis of (c, z, y, x)
 LEFT_RIGHT_SPATIAL_AXIS = 2  # the same axis counted over (z, y, x), as nnU-Net's mirror axes are
+# torchio's RandomFlip(axes=('LR',)) on a bare 4-D tensor (the authors' scripts) assumes (C, W, H, D) with an
+# identity affine (RAS), so 'LR' is the first spatial axis: index -3, i.e. z of the authors' (c, z, y, x)
+# crop (checked with torchio 1.2.1).
+TORCHIO_LR_AXIS_ON_BARE_TENSOR = -3
 
 
-class LeftRightFlipTransform(BasicTransform):
-    """Flip image and segmentation together along x with probability ``probability``."""
+class AxisFlipTransform(BasicTransform):
+    """Flip image and segmentation together along one array axis of (c, z, y, x) with probability
+    ``probability``."""
 
-    def __init__(self, probability: float):
+    def __init__(self, probability: float, axis: int):
         super().__init__()
         if not 0.0 <= probability <= 1.0:
             raise ValueError(f"flip probability must lie in [0, 1], got {probability}")
+        if axis not in (-1, -2, -3):
+            raise ValueError(f"flip axis must be a spatial axis of (c, z, y, x): -1, -2 or -3, got {axis}")
         self.probability = probability
+        self.axis = axis
 
     def get_parameters(self, **data_dict) -> dict:
         return {"flip": bool(torch.rand(1).item() < self.probability)}
 
+    def _flip(self, tensor: torch.Tensor, flip: bool) -> torch.Tensor:
+        return torch.flip(tensor, (self.axis,)) if flip else tensor
+
     def _apply_to_image(self, img: torch.Tensor, **params) -> torch.Tensor:
-        return torch.flip(img, (LEFT_RIGHT_AXIS,)) if params["flip"] else img
+        return self._flip(img, params["flip"])
 
     def _apply_to_segmentation(self, segmentation: torch.Tensor, **params) -> torch.Tensor:
-        return torch.flip(segmentation, (LEFT_RIGHT_AXIS,)) if params["flip"] else segmentation
+        return self._flip(segmentation, params["flip"])
 
     def _apply_to_regr_target(self, regression_target: torch.Tensor, **params) -> torch.Tensor:
-        return torch.flip(regression_target, (LEFT_RIGHT_AXIS,)) if params["flip"] else regression_target
+        return self._flip(regression_target, params["flip"])
+
+
+class LeftRightFlipTransform(AxisFlipTransform):
+    """Flip image and segmentation together along x (left-right) with probability ``probability``."""
+
+    def __init__(self, probability: float):
+        super().__init__(probability, LEFT_RIGHT_AXIS)

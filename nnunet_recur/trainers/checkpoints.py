@@ -1,18 +1,23 @@
-"""Loading pre-trained weights on any machine (torch only).
+"""Loading pre-trained weights on any machine, keeping every tensor that fits (torch only).
 
-nnU-Net's ``load_pretrained_weights`` calls ``torch.load`` without ``map_location``: a HECKTOR checkpoint
-saved on a GPU then fails on a CPU-only machine ("Attempting to deserialize object on a CUDA device"). This is
-the same transfer - every key except the ``.seg_layers.`` output head must match in name and shape - with the
-tensors mapped to the CPU first; ``load_state_dict`` then copies them onto whatever device the network lives
-on.
+nnU-Net's ``load_pretrained_weights`` calls ``torch.load`` without ``map_location`` (a HECKTOR checkpoint
+saved on a GPU then fails on a CPU-only machine: "Attempting to deserialize object on a CUDA device") and
+always drops the ``.seg_layers.`` output head, even when its shape matches. The paper and the authors' code
+load the full state: a GTVp model (1 sigmoid channel) fine-tunes into a relapse model (1 channel) with its
+head. Here every key whose name and shape match is transferred; only an output head of another shape (HECKTOR
+GTVp + GTVn, 2 channels) is dropped and stays freshly initialised. A missing key, or a shape mismatch outside
+the head, means another architecture and is refused. What was transferred and dropped is printed (nnU-Net's
+log).
 """
 
 from __future__ import annotations
 
+import pickle
+
 import torch
 from torch import nn
 
-SKIPPED_KEY_PARTS = (".seg_layers.",)
+HEAD_KEY_PARTS = (".seg_layers.",)  # the output head: the only part that may differ in shape
 
 
 def unwrap_network(network: nn.Module) -> nn.Module:
@@ -21,32 +26,49 @@ def unwrap_network(network: nn.Module) -> nn.Module:
     return getattr(module, "_orig_mod", module)
 
 
-def load_pretrained_weights_on_cpu(network: nn.Module, fname: str, verbose: bool = False) -> None:
-    """Drop-in for nnU-Net's ``load_pretrained_weights`` (nnunetv2.run) that works without CUDA."""
-    checkpoint = torch.load(fname, map_location="cpu", weights_only=False)
+def load_pretrained_weights_on_cpu(network: nn.Module, fname: str, verbose: bool = False) -> dict:
+    """Drop-in for nnU-Net's ``load_pretrained_weights`` (nnunetv2.run) that works without CUDA and keeps the
+    head when it fits. Returns ``{"transferred": [...], "dropped": [...]}`` (key names)."""
+    # A checkpoint is pickled code: unpickle tensors, plain values and the numpy scalars nnU-Net logs, nothing
+    # else (weights_only=True), so a hostile -pretrained_weights file cannot run code (docs/conversion.md).
+    import numpy as np
+
+    numpy_scalars = [np._core.multiarray.scalar, np.dtype, np.dtypes.Float64DType, np.dtypes.Float32DType]
+    try:
+        with torch.serialization.safe_globals(numpy_scalars):
+            checkpoint = torch.load(fname, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(
+            f"{fname}: holds objects other than tensors and plain values; refusing to unpickle it "
+            "(a checkpoint is code: use one from a trusted source, saved by nnU-Net)"
+        ) from exc
     pretrained = checkpoint["network_weights"]
     module = unwrap_network(network)
     own = module.state_dict()
+    transferred, dropped = [], []
     for key, value in own.items():
-        if any(part in key for part in SKIPPED_KEY_PARTS):
-            continue
         if key not in pretrained:
             raise ValueError(
                 f"{fname}: key {key} is missing; the pre-trained network is not this architecture"
             )
-        if tuple(pretrained[key].shape) != tuple(value.shape):
+        if tuple(pretrained[key].shape) == tuple(value.shape):
+            transferred.append(key)
+        elif any(part in key for part in HEAD_KEY_PARTS):
+            dropped.append(key)
+        else:
             raise ValueError(
                 f"{fname}: {key} has shape {tuple(pretrained[key].shape)} there but {tuple(value.shape)} here"
             )
-    transferred = {
-        k: v for k, v in pretrained.items() if k in own and not any(part in k for part in SKIPPED_KEY_PARTS)
-    }
-    own.update(transferred)
+    own.update({key: pretrained[key] for key in transferred})
+    module.load_state_dict(own)
+    head = (
+        f"output head dropped (other shape): {', '.join(dropped)}" if dropped else "output head transferred"
+    )
     print(
-        f"Loading pre-trained weights from {fname} "
-        f"({len(transferred)} of {len(own)} tensors; output head kept)"
+        f"Loading pre-trained weights from {fname}: "
+        f"{len(transferred)} of {len(own)} tensors transferred; {head}"
     )
     if verbose:
-        for key, value in transferred.items():
-            print(key, "shape", tuple(value.shape))
-    module.load_state_dict(own)
+        for key in transferred:
+            print("transferred", key, "shape", tuple(own[key].shape))
+    return {"transferred": transferred, "dropped": dropped}

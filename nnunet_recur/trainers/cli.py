@@ -32,9 +32,23 @@ def plan(
         "--force",
         help="Redo fingerprint and preprocessing (needed after raw images changed in place).",
     ),
+    pet_zscore: str = typer.Option(
+        "patient",
+        "--pet-zscore",
+        help="Region the PET z-score runs over. patient (default, the authors' code): the whole stored PET "
+        "before the crop (the converter's PET_zscore_patient channel); crop: nnU-Net's z-score over the "
+        "stored crop (also used when the dataset has no PET_zscore_patient channel).",
+    ),
+    allow_patch_smaller_than_case: bool = typer.Option(
+        False,
+        "--allow-patch-smaller-than-case",
+        help="Plan even when some cases are larger than the 128x224x160 patch (training then sees random "
+        "patches and inference a sliding window, unlike the paper). Without it such a dataset is refused.",
+    ),
 ) -> None:
     """Write nnUNetRecurPlans (configuration 3d_recur: CT spacing, patch 128x224x160, batch 2, RecurUNet,
-    CT clipped to [-1024, 1024] -> [-1, 1], PET z-scored per patient) and preprocess the dataset.
+    CT clipped to [-1024, 1024] -> [-1, 1], PET z-scored over the whole stored PET) and preprocess the
+    dataset.
 
     Needs nnUNet_raw and nnUNet_preprocessed. Safe to rerun: unchanged, complete preprocessing is skipped.
 
@@ -45,9 +59,15 @@ def plan(
     processes = processes or _default_processes()
     try:
         if pretrain_from is None:
-            summaries = [plan_dataset(dataset_id, processes, force)]
+            summaries = [
+                plan_dataset(dataset_id, processes, force, allow_patch_smaller_than_case, pet_zscore)
+            ]
         else:
-            summaries = list(plan_with_pretraining(dataset_id, pretrain_from, processes, force))
+            summaries = list(
+                plan_with_pretraining(
+                    dataset_id, pretrain_from, processes, force, allow_patch_smaller_than_case, pet_zscore
+                )
+            )
     except PlanningError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
@@ -56,8 +76,10 @@ def plan(
         typer.echo(
             f"{summary.dataset_name}: {summary.plans_file}\n"
             f"  3d_recur: spacing {summary.spacing} (z, y, x), patch {summary.patch_size}, "
-            f"batch {summary.batch_size}; "
-            f"{summary.cases_preprocessed} cases {status}"
+            f"batch {summary.batch_size}; PET z-scored over the {summary.pet_zscore}; "
+            f"{summary.cases_preprocessed} cases {status}\n"
+            f"  {summary.patch_note()}",
+            err=summary.cases_larger_than_patch > 0,
         )
 
 

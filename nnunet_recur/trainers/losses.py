@@ -1,29 +1,36 @@
-"""The paper's loss and validation metric (torch only).
+"""The paper's loss and validation metric.
 
-Loss: MONAI ``DiceLoss(sigmoid=True, batch=True, smooth_nr=1e-5, smooth_dr=1e-5)`` - a soft Dice on the
-sigmoid output whose sums run over the batch *and* the voxels, one value per output channel, averaged over
-channels: ``1 - (2 * sum(p * t) + smooth_nr) / (sum(p) + sum(t) + smooth_dr)``. Written out here so training
-needs no MONAI (the tests compare it with MONAI on random tensors).
+Loss (paper II.F: MONAI's Dice loss, smoothing 1e-5): MONAI ``DiceLoss(sigmoid=True, batch=True,
+smooth_nr=1e-5, smooth_dr=1e-5)``, i.e. ``1 - (2 * sum(p * t) + 1e-5) / (sum(p) + sum(t) + 1e-5)`` with ``p =
+sigmoid(logits)``, the sums running over the batch *and* the voxels, one value per output channel, averaged
+over channels. :class:`PaperDiceLoss` computes it with nnunetv2's
+``MemoryEfficientSoftDiceLoss(apply_nonlin=sigmoid, batch_dice=True, do_bg=True, smooth=1e-5)``, plus 1
+(nnU-Net returns ``-dice``; the constant changes no gradient, it only makes the logged value MONAI's). Under
+DDP (``ddp=True``) nnU-Net gathers the per-sample sums of every rank before dividing, so two GPUs with one
+case each compute the Dice of the global batch of 2, as one GPU with both would.
+
+Edge cases (as MONAI): an empty target and an all-background prediction give a loss near 0 (the smoothing
+makes 0/0 a Dice of 1); an empty target with predicted foreground gives a loss near 1; the sums run in
+float32 whatever the autocast dtype.
 """
 
 from __future__ import annotations
 
 import torch
+from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from torch import nn
 
 PAPER_DICE_SMOOTH = 1e-5
 
 
-class SigmoidSoftDiceLoss(nn.Module):
-    """Soft Dice loss on ``sigmoid(logits)`` with MONAI's batch-Dice semantics (see module docstring)."""
+class PaperDiceLoss(nn.Module):
+    """MONAI-valued soft Dice on ``sigmoid(logits)`` through nnU-Net's DDP-aware Dice (module docstring)."""
 
-    def __init__(
-        self, smooth_nr: float = PAPER_DICE_SMOOTH, smooth_dr: float = PAPER_DICE_SMOOTH, batch: bool = True
-    ):
+    def __init__(self, batch_dice: bool = True, ddp: bool = False, smooth: float = PAPER_DICE_SMOOTH):
         super().__init__()
-        self.smooth_nr = smooth_nr
-        self.smooth_dr = smooth_dr
-        self.batch = batch
+        self.dice = MemoryEfficientSoftDiceLoss(
+            apply_nonlin=torch.sigmoid, batch_dice=batch_dice, do_bg=True, smooth=smooth, ddp=ddp
+        )
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if isinstance(
@@ -36,13 +43,11 @@ class SigmoidSoftDiceLoss(nn.Module):
             raise ValueError(
                 f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must have one shape"
             )
-        probabilities = torch.sigmoid(logits.float())
-        target = target.float()
-        axes = [0, *range(2, logits.ndim)] if self.batch else list(range(2, logits.ndim))
-        intersection = (probabilities * target).sum(dim=axes)
-        denominator = probabilities.sum(dim=axes) + target.sum(dim=axes)
-        dice = (2.0 * intersection + self.smooth_nr) / (denominator + self.smooth_dr)
-        return (1.0 - dice).mean()
+        return 1.0 + self.dice(logits, target)
+
+
+# The name the benchmarks used before the loss moved onto nnU-Net's implementation.
+SigmoidSoftDiceLoss = PaperDiceLoss
 
 
 def hard_dice(prediction: torch.Tensor, reference: torch.Tensor) -> float:

@@ -19,8 +19,15 @@ Trainable parameters, counted (conv: in*out*k^3 + out): encoder 1,760 + 27,680 +
 884,864 + 442,496 (c=128), 65,600 + 221,248 + 110,656 (c=64), 16,416 + 55,328 + 27,680 (c=32) = 2,086,560;
 head 33. Total **5,600,577** (the paper's "5.6 million"; with n_blocks=5 the same code gives 22,576,193).
 ``netgen.UpBlock`` also builds a 1x1 ``conv0`` that is never called with transposed up-sampling (43,232
-parameters that never receive a gradient); it is left out here. The paper's "65 layers" counts modules in a
-way we cannot reproduce exactly; the parameter count is what the tests pin.
+parameters that never receive a gradient); it is left out here.
+
+"Layers", as the paper counts them (65), are the rows of a forward-hook summary (torchsummary's rule) of the
+authors' module tree: every module *called* in the forward pass except the root and plain containers. In
+``netgen.py`` that is each conv, activation, norm, pool and up-conv call, plus the ``DownBlock`` /
+``UpBlock`` wrappers and the ``Concatenate`` module; the unused ``conv0`` is never called, so it counts
+neither as a layer nor (in such a summary) as parameters. :func:`published_layer_count` counts the same
+calls on our module tree (which has no such wrappers) and adds them: 65 for 4 levels, 84 for the released
+scripts' 5 levels (:class:`PublishedCodeUNet`, 22,576,193 parameters).
 
 Layout for nnU-Net: ``encoder`` and ``decoder`` sub-modules, ``decoder.deep_supervision`` (nnU-Net's
 ``set_deep_supervision_enabled`` writes it), the output conv at ``decoder.seg_layers.0`` (so nnU-Net's
@@ -37,6 +44,7 @@ import torch
 from torch import nn
 
 PAPER_FEATURES_PER_STAGE: tuple[int, ...] = (32, 64, 128, 256)
+PUBLISHED_CODE_FEATURES_PER_STAGE: tuple[int, ...] = (32, 64, 128, 256, 512)  # netgen.UNet(n_blocks=5)
 LEAKY_SLOPE = 0.1
 
 
@@ -123,10 +131,17 @@ class RecurUNet(nn.Module):
         num_classes: int = 1,
         deep_supervision: bool = False,
         features_per_stage: Sequence[int] = PAPER_FEATURES_PER_STAGE,
+        input_channel_indices: Sequence[int] | None = None,
     ):
         super().__init__()
         self.features_per_stage = tuple(int(f) for f in features_per_stage)
-        self.encoder = RecurEncoder(input_channels, self.features_per_stage)
+        # the input channels the network reads (None: all), e.g. CT and the patient-level z-scored PET of a
+        # CT / PET-SUV / PET-z dataset (planning.py); the SUV channel stays in the images for the baselines
+        self.input_channel_indices = (
+            None if input_channel_indices is None else [int(i) for i in input_channel_indices]
+        )
+        used = input_channels if self.input_channel_indices is None else len(self.input_channel_indices)
+        self.encoder = RecurEncoder(used, self.features_per_stage)
         self.decoder = RecurDecoder(self.features_per_stage, num_classes, deep_supervision)
         self.divisor = 2 ** (len(self.features_per_stage) - 1)
         he_initialise(self)
@@ -137,7 +152,70 @@ class RecurUNet(nn.Module):
                 f"RecurUNet pools {len(self.features_per_stage) - 1} times: every spatial size must be a "
                 f"multiple of {self.divisor}, got {tuple(x.shape[2:])}"
             )
+        if self.input_channel_indices is not None:
+            x = x[:, self.input_channel_indices]
         return self.decoder(self.encoder(x))
+
+
+class PublishedCodeUNet(RecurUNet):
+    """The net the authors' released scripts build (``netgen.UNet(n_blocks=5, start_filters=32)``).
+
+    RecurUNet with a fifth level of 512 filters: 22,576,193 parameters, 84 layers (see the module docstring),
+    four max-poolings, so every spatial size must be a multiple of 16 (the paper's 128 x 224 x 160 is). The
+    paper's text describes the 4-level net (:class:`RecurUNet`); ``nnUNetTrainerRecurPublishedCode*`` use this
+    one. Plans name it by dotted path like RecurUNet: ``nnunet_recur.trainers.network.PublishedCodeUNet``.
+    """
+
+    def __init__(
+        self,
+        input_channels: int = 2,
+        num_classes: int = 1,
+        deep_supervision: bool = False,
+        features_per_stage: Sequence[int] = PUBLISHED_CODE_FEATURES_PER_STAGE,
+    ):
+        super().__init__(input_channels, num_classes, deep_supervision, features_per_stage)
+
+
+def published_layer_count(network: RecurUNet) -> int:
+    """The paper's "layers": module calls in one forward pass, counted as a torchsummary table of the authors'
+    ``netgen.UNet`` would list them (65 for the paper's 4 levels, 84 for 5).
+
+    Hooks count every call of a leaf module here (conv, LeakyReLU, InstanceNorm, max-pool, up-conv, output
+    conv); then the modules netgen has and this layout does not are added: one ``DownBlock`` per encoder
+    level, and one ``UpBlock`` plus one ``Concatenate`` per decoder level. Runs a forward pass on a small zero
+    input.
+    """
+    calls = 0
+
+    def count(_module, _inputs, _output):
+        nonlocal calls
+        calls += 1
+
+    leaves = [m for m in network.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(count) for m in leaves]
+    levels = len(network.features_per_stage)
+    size = 2 * network.divisor  # the smallest input whose bottleneck is 2 voxels wide
+    was_training = network.training
+    try:
+        network.eval()
+        with torch.no_grad():
+            parameter = next(network.parameters())
+            network(
+                torch.zeros(
+                    1,
+                    network.encoder.stages[0][0].in_channels,
+                    size,
+                    size,
+                    size,
+                    dtype=parameter.dtype,
+                    device=parameter.device,
+                )
+            )
+    finally:
+        for handle in handles:
+            handle.remove()
+        network.train(was_training)
+    return calls + levels + 2 * (levels - 1)
 
 
 def he_initialise(module: nn.Module) -> None:

@@ -8,14 +8,21 @@ handling); :func:`recur_plans` then derives a plans file with a single configura
   x) and x - left-right - is the last axis (the flip augmentation relies on it);
 * patch 128 x 224 x 160 (z, y, x) and batch 2 as in the paper; where the cropped volumes are smaller, each
   axis is the largest cropped size rounded up to a multiple of 8 (the network pools three times), so one patch
-  covers a whole case;
+  covers a whole case. A case *larger* than the paper's patch would silently turn training into random patches
+  and inference into a sliding window: planning refuses it (:class:`PatchSmallerThanCase`) unless
+  ``allow_patch_smaller_than_case`` (``recur plan --allow-patch-smaller-than-case``), and the summary says so;
 * network ``nnunet_recur.trainers.network.RecurUNet`` (dotted path; nnU-Net resolves it with
   ``pydoc.locate``);
 * normalisation: a channel named CT uses nnU-Net's ``CTNormalization`` with intensity properties
   percentile_00_5 = -1024, percentile_99_5 = 1024, mean = 0, std = 1024 - i.e. clip to [-1024, 1024] HU and
-  map to [-1, 1]; every other channel (PET) uses ``ZScoreNormalization`` over the whole image (no mask):
-  per-patient z-scores. These live in the plans, which the trainer copies next to the model, so
-  ``nnUNetv2_predict`` on raw cases normalises exactly as preprocessing did.
+  map to [-1, 1]. PET (:data:`PET_ZSCORE_REGIONS`, ``recur plan --pet-zscore``): ``patient`` (default, the
+  authors' code) feeds the network the converter's channel ``PET_zscore_patient`` - PET z-scored over the
+  whole stored PET before the crop - through ``NoNormalization``, and the network reads CT and that channel
+  only (``arch_kwargs.input_channel_indices``), so the SUV channel stays in imagesTr/imagesTs for the SUVmax
+  baseline; ``crop`` z-scores the SUV channel over the stored crop (nnU-Net's ``ZScoreNormalization``, no
+  mask), the only choice for a dataset without that channel. Both live in the plans, which the trainer
+  copies next to the model, so ``nnUNetv2_predict`` and ``nnUNetPredictor`` on converted cases normalise
+  exactly as preprocessing did.
 
 ``--pretrain-from`` (:func:`plan_with_pretraining`): the *fine-tuning* dataset defines the plans (spacing and
 patch); they are moved to the pre-training dataset with nnU-Net's ``move_plans_between_datasets`` and HECKTOR
@@ -44,10 +51,16 @@ PAPER_BATCH_SIZE = 2
 PATCH_DIVISOR = 2 ** (len(PAPER_FEATURES_PER_STAGE) - 1)
 NETWORK_CLASS_NAME = "nnunet_recur.trainers.network.RecurUNet"
 CT_INTENSITY_PROPERTIES = {"mean": 0.0, "std": 1024.0, "percentile_00_5": -1024.0, "percentile_99_5": 1024.0}
+PATIENT_ZSCORE_CHANNEL = "PET_zscore_patient"  # written by the converter (nnunet_writer.CHANNEL_NAMES)
+PET_ZSCORE_REGIONS = ("patient", "crop")
 
 
 class PlanningError(RuntimeError):
     """A dataset cannot be planned (missing folders, unexpected channels); the message names the problem."""
+
+
+class PatchSmallerThanCase(PlanningError):
+    """Some cases are larger than the paper's patch on some axis (see the module docstring)."""
 
 
 @dataclass
@@ -59,6 +72,21 @@ class PlanSummary:
     batch_size: int
     cases_preprocessed: int
     preprocessing_skipped: bool
+    largest_case: list[int] | None = None  # (z, y, x) voxels at the plans' spacing, per axis over the cases
+    cases_larger_than_patch: int = 0
+    pet_zscore: str = "crop"  # the region the network's PET input was z-scored over
+
+    def patch_note(self) -> str:
+        """One line for the plan summary: does one patch cover every case?"""
+        if self.largest_case is None:
+            return "case sizes unknown"
+        if self.cases_larger_than_patch == 0:
+            return f"one patch covers every case (largest {self.largest_case})"
+        return (
+            f"WARNING: {self.cases_larger_than_patch} case(s) larger than the patch (largest "
+            f"{self.largest_case}): training sees random patches, inference a sliding window - not the "
+            "paper's whole crop"
+        )
 
 
 def recur_patch_size(shapes_zyx: Sequence[Sequence[int]]) -> list[int]:
@@ -70,15 +98,71 @@ def recur_patch_size(shapes_zyx: Sequence[Sequence[int]]) -> list[int]:
     ]
 
 
-def normalisation_for_channels(channel_names: dict) -> list[str]:
-    """CTNormalization for the channel called CT, ZScoreNormalization for every other (PET)."""
+def shapes_at_spacing(fingerprint: dict, spacing: Sequence[float]) -> list[list[int]]:
+    """Every case's cropped shape (z, y, x) after nnU-Net resamples it to ``spacing`` (its rounding)."""
     return [
-        "CTNormalization" if str(name).casefold() == "ct" else "ZScoreNormalization"
-        for _, name in sorted(channel_names.items(), key=lambda item: int(item[0]))
+        [round(size * s / t) for size, s, t in zip(shape, case_spacing, spacing, strict=True)]
+        for shape, case_spacing in zip(fingerprint["shapes_after_crop"], fingerprint["spacings"], strict=True)
     ]
 
 
-def recur_plans(base_plans: dict, fingerprint: dict, dataset_json: dict) -> dict:
+def cases_larger_than(shapes_zyx: Sequence[Sequence[int]], patch_zyx: Sequence[int]) -> int:
+    return sum(any(s > p for s, p in zip(shape, patch_zyx, strict=True)) for shape in shapes_zyx)
+
+
+def check_patch_covers_cases(
+    name: str, shapes_zyx: Sequence[Sequence[int]], patch_zyx: Sequence[int], spacing, allowed: bool
+) -> tuple[list[int], int]:
+    """(largest shape per axis, number of cases larger than the patch); refuses them unless ``allowed``."""
+    largest = [int(v) for v in np.max(np.asarray(shapes_zyx, dtype=int), axis=0)]
+    larger = cases_larger_than(shapes_zyx, patch_zyx)
+    if larger and not allowed:
+        raise PatchSmallerThanCase(
+            f"{name}: {larger} of {len(shapes_zyx)} cases are larger than the patch {list(patch_zyx)} "
+            f"(largest {largest} voxels (z, y, x) at spacing {[round(float(s), 4) for s in spacing]} mm): "
+            "training would see random patches and inference a sliding window instead of the paper's whole "
+            "crop. Convert with a smaller crop box (HECKTOR: recur convert hecktor --crop fixed-mm) "
+            "or rerun with --allow-patch-smaller-than-case"
+        )
+    return largest, larger
+
+
+def _names_by_index(channel_names: dict) -> list[str]:
+    return [str(name) for _, name in sorted(channel_names.items(), key=lambda item: int(item[0]))]
+
+
+def normalisation_for_channels(channel_names: dict) -> list[str]:
+    """CTNormalization for CT, NoNormalization for the converter's patient-level z-scored PET (normalised
+    already), ZScoreNormalization for every other channel (PET in SUV)."""
+    schemes = []
+    for name in _names_by_index(channel_names):
+        if name.casefold() == "ct":
+            schemes.append("CTNormalization")
+        elif name == PATIENT_ZSCORE_CHANNEL:
+            schemes.append("NoNormalization")
+        else:
+            schemes.append("ZScoreNormalization")
+    return schemes
+
+
+def pet_zscore_inputs(channel_names: dict, pet_zscore: str = "patient") -> tuple[str, list[int] | None]:
+    """(region actually used, channels the network reads or None for all).
+
+    ``patient`` needs the converter's ``PET_zscore_patient`` channel and then reads every channel but the SUV
+    one; without that channel (a dataset not made by ``recur convert``) it falls back to ``crop``. ``crop``
+    reads every channel but the patient-level one.
+    """
+    if pet_zscore not in PET_ZSCORE_REGIONS:
+        raise PlanningError(f"--pet-zscore must be one of {PET_ZSCORE_REGIONS}, got {pet_zscore!r}")
+    names = _names_by_index(channel_names)
+    if PATIENT_ZSCORE_CHANNEL not in names:
+        return "crop", None
+    suv = [i for i, n in enumerate(names) if n.casefold() == "pet"]
+    skip = set(suv) if pet_zscore == "patient" else {names.index(PATIENT_ZSCORE_CHANNEL)}
+    return pet_zscore, [i for i in range(len(names)) if i not in skip]
+
+
+def recur_plans(base_plans: dict, fingerprint: dict, dataset_json: dict, pet_zscore: str = "patient") -> dict:
     """The ``nnUNetRecurPlans`` dict from nnU-Net's default plans, the fingerprint and dataset.json."""
     if "3d_fullres" not in base_plans["configurations"]:
         raise PlanningError(
@@ -88,12 +172,13 @@ def recur_plans(base_plans: dict, fingerprint: dict, dataset_json: dict) -> dict
     spacings = np.asarray(fingerprint["spacings"], dtype=float)
     shapes = np.asarray(fingerprint["shapes_after_crop"], dtype=int)
     target_spacing = np.median(spacings, axis=0)
-    shapes_at_target = [
-        [round(size * s / t) for size, s, t in zip(shape, spacing, target_spacing, strict=True)]
-        for shape, spacing in zip(shapes, spacings, strict=True)
-    ]
+    shapes_at_target = shapes_at_spacing(fingerprint, target_spacing)
     channel_names = dataset_json["channel_names"]
     normalisation = normalisation_for_channels(channel_names)
+    region, input_channels = pet_zscore_inputs(channel_names, pet_zscore)
+    arch_kwargs = {"features_per_stage": list(PAPER_FEATURES_PER_STAGE)}
+    if input_channels is not None:
+        arch_kwargs["input_channel_indices"] = input_channels
 
     plans = deepcopy(base_plans)
     plans["plans_name"] = RECUR_PLANS_NAME
@@ -126,10 +211,11 @@ def recur_plans(base_plans: dict, fingerprint: dict, dataset_json: dict) -> dict
             "resampling_fn_probabilities_kwargs": fullres["resampling_fn_probabilities_kwargs"],
             "architecture": {
                 "network_class_name": NETWORK_CLASS_NAME,
-                "arch_kwargs": {"features_per_stage": list(PAPER_FEATURES_PER_STAGE)},
+                "arch_kwargs": arch_kwargs,
                 "_kw_requires_import": [],
             },
             "batch_dice": True,
+            "recur_pet_zscore": region,
         }
     }
     return plans
@@ -190,10 +276,21 @@ def _preprocessed_case_ids(name: str, plans: dict) -> list[str]:
         return []
 
 
-def _save_plans_and_preprocess(name: str, plans: dict, num_processes: int, force: bool) -> PlanSummary:
-    """Write the plans; preprocess unless the same plans were preprocessed for every training case already."""
+def _save_plans_and_preprocess(
+    name: str, plans: dict, num_processes: int, force: bool, fingerprint: dict, allow_larger: bool
+) -> PlanSummary:
+    """Check the patch covers the cases (at the plans' spacing); write the plans; preprocess unless the same
+    plans were preprocessed for every training case already."""
     from nnunetv2.experiment_planning.plan_and_preprocess_api import preprocess_dataset
 
+    configuration = plans["configurations"][RECUR_CONFIGURATION]
+    largest, larger = check_patch_covers_cases(
+        name,
+        shapes_at_spacing(fingerprint, configuration["spacing"]),
+        configuration["patch_size"],
+        configuration["spacing"],
+        allow_larger,
+    )
     _, preprocessed = _require_nnunet_paths()
     plans_file = os.path.join(preprocessed, name, f"{RECUR_PLANS_NAME}.json")
     unchanged = _load_json(plans_file) == json.loads(json.dumps(plans))
@@ -218,6 +315,9 @@ def _save_plans_and_preprocess(name: str, plans: dict, num_processes: int, force
         batch_size=configuration["batch_size"],
         cases_preprocessed=len(_preprocessed_case_ids(name, plans)),
         preprocessing_skipped=skip,
+        largest_case=largest,
+        cases_larger_than_patch=larger,
+        pet_zscore=configuration.get("recur_pet_zscore", "crop"),
     )
 
 
@@ -229,7 +329,13 @@ def _fingerprint(dataset_id: int, num_processes: int, force: bool) -> dict:
     )
 
 
-def plan_dataset(dataset_id: int, num_processes: int = 1, force: bool = False) -> PlanSummary:
+def plan_dataset(
+    dataset_id: int,
+    num_processes: int = 1,
+    force: bool = False,
+    allow_patch_smaller_than_case: bool = False,
+    pet_zscore: str = "patient",
+) -> PlanSummary:
     """Fingerprint, nnU-Net's default planner, ``nnUNetRecurPlans`` / ``3d_recur``, then preprocessing."""
     from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
 
@@ -244,19 +350,29 @@ def plan_dataset(dataset_id: int, num_processes: int = 1, force: bool = False) -
     )  # also copies dataset.json (needed below)
     base_plans = planner.plan_experiment()
     return _save_plans_and_preprocess(
-        name, recur_plans(base_plans, fingerprint, dataset_json), num_processes, force
+        name,
+        recur_plans(base_plans, fingerprint, dataset_json, pet_zscore),
+        num_processes,
+        force,
+        fingerprint,
+        allow_patch_smaller_than_case,
     )
 
 
 def plan_with_pretraining(
-    dataset_id: int, pretrain_id: int, num_processes: int = 1, force: bool = False
+    dataset_id: int,
+    pretrain_id: int,
+    num_processes: int = 1,
+    force: bool = False,
+    allow_patch_smaller_than_case: bool = False,
+    pet_zscore: str = "patient",
 ) -> tuple[PlanSummary, PlanSummary]:
     """Plan the fine-tuning dataset, then move its plans to the pre-training dataset and preprocess that."""
     from nnunetv2.experiment_planning.plans_for_pretraining.move_plans_between_datasets import (
         move_plans_between_datasets,
     )
 
-    target = plan_dataset(dataset_id, num_processes, force)
+    target = plan_dataset(dataset_id, num_processes, force, allow_patch_smaller_than_case, pet_zscore)
     source_name = dataset_name(pretrain_id)
     raw, preprocessed = _require_nnunet_paths()
     source_json = _load_json(os.path.join(raw, source_name, "dataset.json"))
@@ -266,9 +382,8 @@ def plan_with_pretraining(
             f"{source_name} has channels {source_json['channel_names']} but {target.dataset_name} has "
             f"{target_json['channel_names']}: pre-training needs the same input channels in the same order"
         )
-    _fingerprint(
-        pretrain_id, num_processes, force
-    )  # the trainer copies dataset_fingerprint.json next to the model
+    # the trainer copies dataset_fingerprint.json next to the model; its shapes check the patch below
+    source_fingerprint = _fingerprint(pretrain_id, num_processes, force)
     os.makedirs(os.path.join(preprocessed, source_name), exist_ok=True)
     moved_file = os.path.join(preprocessed, source_name, f"{RECUR_PLANS_NAME}.json")
     previous = _load_json(moved_file)
@@ -281,5 +396,7 @@ def plan_with_pretraining(
         os.path.join(raw, source_name, "dataset.json"),
         os.path.join(preprocessed, source_name, "dataset.json"),
     )
-    pretrain = _save_plans_and_preprocess(source_name, moved, num_processes, force)
+    pretrain = _save_plans_and_preprocess(
+        source_name, moved, num_processes, force, source_fingerprint, allow_patch_smaller_than_case
+    )
     return target, pretrain

@@ -9,12 +9,17 @@ What it changes against nnU-Net's default trainer, and why:
 * Labels: one sigmoid channel per foreground label (``{"relapse": [1]}`` is read as the region ``[1, 1]``, see
   :mod:`nnunet_recur.trainers.labels`), so probability files have one channel.
 * Loss: soft Dice on the sigmoid output, batch Dice, smoothing 1e-5 (MONAI ``DiceLoss(sigmoid=True,
-  batch=True)``).
+  batch=True)``), computed by nnU-Net's ``MemoryEfficientSoftDiceLoss`` so that DDP ranks share one Dice.
 * Augmentation: a left-right flip with p = 0.1 and nothing else (no rotation/scaling, so the data loader crops
-  the final patch directly). Test-time mirroring is limited to that axis.
-* Epoch: ceil(n_train / batch) iterations (one pass over the training cases, drawn at random as nnU-Net does),
-  then every validation case once, whole volume (sliding window; one window when the patch covers the crop).
-  The validation metric is the mean Dice over those cases - not nnU-Net's EMA pseudo-Dice.
+  the final patch directly). No test-time augmentation: ``inference_allowed_mirroring_axes`` is None, so
+  ``nnUNetv2_predict`` does one forward pass on CPU and GPU alike (``nnUNetTrainerRecurTTA`` opts in).
+* Precision: plain fp32, no gradient clipping, no GradScaler (nnU-Net: fp16 autocast + GradScaler + clipping
+  at norm 12 on CUDA); ``nnUNetTrainerRecurMixedPrecision`` opts in to bf16 (fp16 + GradScaler without bf16).
+* Epoch: every training case once, in a new random order (one permutation per epoch, no foreground
+  oversampling, the whole case when the patch covers it: :mod:`nnunet_recur.trainers.sampling`),
+  ceil(n_train / global batch) iterations; then every validation case once, whole volume (sliding window; one
+  window when the patch covers the crop). The validation metric is the mean Dice over those cases - not
+  nnU-Net's EMA pseudo-Dice.
 * Early stopping after 60 epochs without improvement (max 1000 epochs); ``checkpoint_best.pth`` by that
   metric; ``checkpoint_final.pth`` holds the best-validation weights, since the paper kept the best epoch and
   the stock predictor loads ``checkpoint_final.pth``.
@@ -30,42 +35,69 @@ Variants (a few lines each) live in :mod:`nnunet_recur.trainers.variants`.
 
 from __future__ import annotations
 
-import math
+import contextlib
 import os
 import random
 import sys
+import warnings
 from pathlib import Path
 from time import time
 
 import numpy as np
 import torch
+from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
+from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
 from batchgenerators.utilities.file_and_folder_operations import isfile, join
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgeneratorsv2.transforms.utils.nnunet_masking import MaskImageTransform
 from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
 from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
+from torch import distributed as dist
 
 from nnunet_recur.trainers.augmentation import LEFT_RIGHT_SPATIAL_AXIS, LeftRightFlipTransform
 from nnunet_recur.trainers.checkpoints import load_pretrained_weights_on_cpu, unwrap_network
+from nnunet_recur.trainers.compat import check_nnunetv2_version
 from nnunet_recur.trainers.labels import sigmoid_region_labels
-from nnunet_recur.trainers.losses import SigmoidSoftDiceLoss, hard_dice
+from nnunet_recur.trainers.losses import PaperDiceLoss, hard_dice
+from nnunet_recur.trainers.sampling import WholeCaseEpochPermutationDataLoader, iterations_per_epoch
 from nnunet_recur.trainers.seeds import BEST_FILE, write_json_atomically
+from nnunet_recur.trainers.whole_case_loader import deduplicated_regions
+
+check_nnunetv2_version()  # refuse at import: the overrides below are written against nnunetv2 2.8.x
 
 SEED_ENV_VAR = "RECUR_SEED"
 RECUR_STATE_KEY = "recur_state"
 MONITOR_MODES = {"val_dice": "max", "val_loss": "min"}
 
 
+SEED_FOLDS = range(5)  # the converter's 5 identical folds: fold k is "seed k"
+
+
 def training_seed(fold: int | str) -> int:
-    """``RECUR_SEED`` when set, else the fold number (0 for fold 'all')."""
+    """``RECUR_SEED`` when set, else the fold number (0 for fold 'all').
+
+    ``RECUR_SEED`` with one of the seed folds 0-4 warns: every fold would then train with the same seed, and
+    "five seeds, keep the best" would compare five copies of one run.
+    """
     value = os.environ.get(SEED_ENV_VAR)
     if value is not None and value.strip():
         try:
-            return int(value)
+            seed = int(value)
         except ValueError as error:
             raise ValueError(f"{SEED_ENV_VAR} must be an integer, got {value!r}") from error
+        if str(fold).isdigit() and int(fold) in SEED_FOLDS:
+            warnings.warn(
+                f"{SEED_ENV_VAR}={seed} overrides the seed of fold {fold}: folds 0-4 are the paper's five "
+                f"seeds and would all train with seed {seed}; unset {SEED_ENV_VAR} to seed each fold by its "
+                "number",
+                UserWarning,
+                stacklevel=2,
+            )
+        return seed
     return int(fold) if str(fold).isdigit() else 0
 
 
@@ -105,6 +137,10 @@ class nnUNetTrainerRecur(nnUNetTrainer):
     monitor: str = "val_dice"  # or "val_loss"; drives the scheduler, early stopping and checkpoint_best
     flip_probability: float = 0.1
     use_nnunet_augmentation: bool = False
+    tta_mirror_axes: tuple[int, ...] | None = None  # test-time mirroring axes (z, y, x); None: one pass
+    use_mixed_precision: bool = (
+        False  # fp32 as the paper; True: bf16 autocast (fp16 + GradScaler without bf16)
+    )
     progress_plot_every: int = 10  # progress.png is a 3000x5400 px figure: ~1 s of CPU per drawing
 
     def __init__(
@@ -124,6 +160,12 @@ class nnUNetTrainerRecur(nnUNetTrainer):
         self.num_epochs = self.recur_max_epochs
         self.enable_deep_supervision = False
         self.num_val_iterations_per_epoch = 0  # replaced by whole-volume validation
+        self.oversample_foreground_percent = 0.0  # the whole case, as the paper (see sampling.py)
+        self.autocast_dtype = self._autocast_dtype()
+        if (
+            self.autocast_dtype != torch.float16
+        ):  # nnU-Net builds a GradScaler on CUDA; fp32 and bf16 need none
+            self.grad_scaler = None
         self.seed = training_seed(fold)
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
@@ -131,6 +173,7 @@ class nnUNetTrainerRecur(nnUNetTrainer):
         self.stopped_early = False
         self._validation_dataset = None
         self._validation_predictor = None
+        self._validation_loss = None
 
     # ----------------------------------------------------------------- set-up
     def initialize(self):
@@ -182,15 +225,53 @@ class nnUNetTrainerRecur(nnUNetTrainer):
         return optimizer, scheduler
 
     def _build_loss(self):
-        return SigmoidSoftDiceLoss()
+        return PaperDiceLoss(batch_dice=True, ddp=self.is_ddp)
+
+    def _autocast_dtype(self) -> torch.dtype | None:
+        """None: fp32. Mixed precision on CUDA only (nnU-Net: autocast on CPU is slow)."""
+        if not self.use_mixed_precision or self.device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def train_step(self, batch: dict) -> dict:
+        """nnU-Net's step without fp16 autocast and gradient clipping (autocast only for mixed precision)."""
+        data = batch["data"].to(self.device, non_blocking=True)
+        target = batch["target"]
+        if isinstance(target, list):
+            target = [t.to(self.device, non_blocking=True) for t in target]
+        else:
+            target = target.to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss = self.loss(self.network(data), target)
+        if self.grad_scaler is not None:  # fp16 only
+            self.grad_scaler.scale(loss).backward()
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        return {"loss": loss.detach().cpu().numpy()}
+
+    def validation_step(self, batch: dict) -> dict:
+        """Unused by :meth:`run_training` (whole-volume validation); kept in the trainer's precision."""
+        with self._autocast():
+            return nnUNetTrainer.validation_step(self, batch)
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
         if self.use_nnunet_augmentation:
-            return super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        # No spatial augmentation: the loader crops the final patch; inference mirrors only left-right.
-        mirror_axes = (LEFT_RIGHT_SPATIAL_AXIS,)
-        self.inference_allowed_mirroring_axes = mirror_axes
-        return None, False, tuple(self.configuration_manager.patch_size), mirror_axes
+            configured = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        else:
+            # No spatial augmentation: the loader crops the final patch directly.
+            configured = None, False, tuple(self.configuration_manager.patch_size), (LEFT_RIGHT_SPATIAL_AXIS,)
+        # Test-time augmentation only where a variant asks for it (the paper predicted with one pass).
+        self.inference_allowed_mirroring_axes = self.tta_mirror_axes
+        return configured
 
     def get_training_transforms(
         self,
@@ -229,6 +310,8 @@ class nnUNetTrainerRecur(nnUNetTrainer):
             )
         transforms.append(RemoveLabelTansform(-1, 0))
         if regions is not None:
+            # [k, k] -> (k,): the same voxels, compared with == instead of torch.isin (1.4x faster batches)
+            regions = deduplicated_regions(regions)
             transforms.append(
                 ConvertSegmentationToRegionsTransform(
                     regions=list(regions) + [ignore_label] if ignore_label is not None else regions,
@@ -240,9 +323,79 @@ class nnUNetTrainerRecur(nnUNetTrainer):
     def get_tr_and_val_datasets(self):
         dataset_tr, dataset_val = super().get_tr_and_val_datasets()
         # One epoch = one pass over the training cases, as in the paper (nnU-Net: a fixed 250 iterations).
-        self.num_iterations_per_epoch = max(1, math.ceil(len(dataset_tr.identifiers) / self.batch_size))
+        # The global batch counts: under DDP self.batch_size is one rank's share.
+        self.num_iterations_per_epoch = iterations_per_epoch(
+            len(dataset_tr.identifiers), self.global_batch_size_and_offset()[0]
+        )
         self._validation_dataset = dataset_val
         return dataset_tr, dataset_val
+
+    def global_batch_size_and_offset(self) -> tuple[int, int]:
+        """The plans' batch and where this rank's share starts in it (nnU-Net's DDP split, rank order)."""
+        global_batch = int(self.configuration_manager.batch_size)
+        if not self.is_ddp:
+            return global_batch, 0
+        world, rank = dist.get_world_size(), dist.get_rank()
+        shares = [global_batch // world + (1 if i < global_batch % world else 0) for i in range(world)]
+        if shares[rank] != self.batch_size:
+            raise RuntimeError(
+                f"rank {rank}: batch {self.batch_size}, expected {shares[rank]} of {global_batch}"
+            )
+        return global_batch, sum(shares[:rank])
+
+    def get_dataloaders(self):
+        """nnU-Net's pipeline with :class:`WholeCaseEpochPermutationDataLoader`; no patch validation loader.
+
+        Workers go through batchgenerators' ``MultiThreadedAugmenter`` (one queue per worker, read in turn),
+        so the batches arrive in the permutation's order; nnU-Net's warm-up ``next()`` is left out, as it
+        would skip the first batch.
+        """
+        if self.dataset_class is None:
+            self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
+        patch_size = self.configuration_manager.patch_size
+        rotation, dummy_2d, initial_patch_size, mirror_axes = (
+            self.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        )
+        transforms = self.get_training_transforms(
+            patch_size,
+            rotation,
+            self._get_deep_supervision_scales(),
+            mirror_axes,
+            dummy_2d,
+            use_mask_for_norm=self.configuration_manager.use_mask_for_norm,
+            is_cascaded=self.is_cascaded,
+            foreground_labels=self.label_manager.foreground_labels,
+            regions=self.label_manager.foreground_regions if self.label_manager.has_regions else None,
+            ignore_label=self.label_manager.ignore_label,
+        )
+        dataset_tr, _ = self.get_tr_and_val_datasets()
+        global_batch, offset = self.global_batch_size_and_offset()
+        workers = get_allowed_n_proc_DA()
+        loader = WholeCaseEpochPermutationDataLoader(
+            dataset_tr,
+            self.batch_size,
+            initial_patch_size,
+            patch_size,
+            self.label_manager,
+            seed=self.seed,
+            global_batch_size=global_batch,
+            rank_offset=offset,
+            first_batch=self.current_epoch * self.num_iterations_per_epoch,
+            num_workers=max(1, workers),
+            transforms=transforms,
+        )
+        if workers == 0:
+            return SingleThreadedAugmenter(loader, None), None
+        augmenter = MultiThreadedAugmenter(
+            loader,
+            None,
+            workers,
+            num_cached_per_queue=2,
+            seeds=None,
+            pin_memory=self.device.type == "cuda",
+            wait_time=0.002,
+        )
+        return augmenter, None
 
     def on_train_start(self):
         super().on_train_start()
@@ -305,6 +458,8 @@ class nnUNetTrainerRecur(nnUNetTrainer):
         """Predict every validation case whole (sliding window, no mirroring); Dice and Dice loss per case."""
         regions = self.label_manager.foreground_regions
         dices, losses = {}, {}
+        if self._validation_loss is None:
+            self._validation_loss = PaperDiceLoss(batch_dice=True, ddp=False)
         for key in self._validation_dataset.identifiers:
             data, seg, _, _ = self._validation_dataset.load_case(key)
             image = torch.from_numpy(np.ascontiguousarray(data[:], dtype=np.float32))
@@ -313,9 +468,17 @@ class nnUNetTrainerRecur(nnUNetTrainer):
             target = torch.from_numpy(np.stack([np.isin(labels, np.atleast_1d(r)) for r in regions])).to(
                 logits.device
             )
-            losses[key] = float(self.loss(logits[None], target[None]))
+            losses[key] = float(self._validation_loss(logits[None], target[None]))  # this case alone
             dices[key] = float(np.mean([hard_dice(logits[i] > 0, target[i]) for i in range(len(regions))]))
-        return {"dice": float(np.mean(list(dices.values()))), "loss": float(np.mean(list(losses.values())))}
+        outputs = {
+            "dice": float(np.mean(list(dices.values()))),
+            "loss": float(np.mean(list(losses.values()))),
+        }
+        if self.is_ddp:  # every rank validates; rank 0's numbers decide, so no rank stops alone
+            shared = [outputs]
+            dist.broadcast_object_list(shared, src=0)
+            outputs = shared[0]
+        return outputs
 
     def on_validation_epoch_end(self, val_outputs: dict):
         self.logger.log("mean_fg_dice", val_outputs["dice"], self.current_epoch)
@@ -377,15 +540,27 @@ class nnUNetTrainerRecur(nnUNetTrainer):
             self.logger.plot_progress_png(self.output_folder)
         self.current_epoch += 1
 
-    def on_train_end(self):
+    def promote_best_checkpoint(self) -> bool:
+        """Load ``checkpoint_best.pth`` into the network, so that ``checkpoint_final.pth`` holds it.
+
+        Only when this run (or the run it resumes) recorded a best epoch: a ``checkpoint_best.pth`` left in
+        the folder by an earlier run must not become the final model of a run in which no epoch improved.
+        """
         best = join(self.output_folder, "checkpoint_best.pth")
-        if not self.disable_checkpointing and isfile(best):
-            weights = torch.load(best, map_location=self.device, weights_only=False)["network_weights"]
-            unwrap_network(self.network).load_state_dict(weights)
-            self.print_to_log_file(
-                f"checkpoint_final.pth holds the best-validation weights: epoch {self.best_epoch}, "
-                f"{self.monitor} {self.best_metric}"
-            )
+        if self.disable_checkpointing or self.best_epoch is None or not isfile(best):
+            if self.best_epoch is None:
+                self.print_to_log_file("No epoch improved the validation metric: the last weights are final")
+            return False
+        weights = torch.load(best, map_location=self.device, weights_only=False)["network_weights"]
+        unwrap_network(self.network).load_state_dict(weights)
+        self.print_to_log_file(
+            f"checkpoint_final.pth holds the best-validation weights: epoch {self.best_epoch}, "
+            f"{self.monitor} {self.best_metric}"
+        )
+        return True
+
+    def on_train_end(self):
+        self.promote_best_checkpoint()
         if self.local_rank == 0 and self.current_epoch > 0:
             self.logger.plot_progress_png(self.output_folder)
             if self.best_metric is not None:  # what `select_best_seed` compares across folds / seeds

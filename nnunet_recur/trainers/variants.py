@@ -6,15 +6,26 @@ nnU-Net finds them by class name (``nnUNetv2_train ... -tr NAME``) through the f
 
 from __future__ import annotations
 
+from nnunet_recur.trainers.augmentation import LEFT_RIGHT_SPATIAL_AXIS
 from nnunet_recur.trainers.plain_unet import nnUNetTrainerRecurPlainConvUNet
+from nnunet_recur.trainers.published_code import (
+    nnUNetTrainerRecurPublishedCode,
+    nnUNetTrainerRecurPublishedCode_shuffledValPairs,
+    nnUNetTrainerRecurPublishedCodeFinetune,
+    nnUNetTrainerRecurPublishedCodePretrain,
+)
 from nnunet_recur.trainers.recur_trainer import nnUNetTrainerRecur
 
 __all__ = [
     "nnUNetTrainerRecur",
     "nnUNetTrainerRecurPretrain",
     "nnUNetTrainerRecurFinetune",
+    "nnUNetTrainerRecurTTA",
+    "nnUNetTrainerRecurMixedPrecision",
     "nnUNetTrainerRecurPublishedCode",
     "nnUNetTrainerRecurPublishedCodeFinetune",
+    "nnUNetTrainerRecurPublishedCodePretrain",
+    "nnUNetTrainerRecurPublishedCode_shuffledValPairs",
     "nnUNetTrainerRecurNnUNetAugmentation_lr1e3",
     "nnUNetTrainerRecurPlainConvUNet",
     "nnUNetTrainerRecur_2epochs",
@@ -50,20 +61,19 @@ class nnUNetTrainerRecurFinetune(nnUNetTrainerRecur):
     ``recur best-seed``, export and zip tools see two models, not one trainer under two nnUNet_results."""
 
 
-class nnUNetTrainerRecurPublishedCode(nnUNetTrainerRecur):
-    """The authors' scripts where they differ from the paper's text: no lr scheduler, flip p = 0.001,
-    early stopping patience 40 with a minimum improvement of 1e-4 (``EarlyStoppingMetric(delta=1e-4)``)."""
+class nnUNetTrainerRecurTTA(nnUNetTrainerRecur):
+    """The paper's recipe with test-time augmentation: ``nnUNetv2_predict`` (without ``--disable_tta``)
+    averages the prediction with its left-right mirror. The paper predicted with one forward pass: opt-in."""
 
-    use_plateau_scheduler = False
-    flip_probability = 0.001
-    early_stopping_patience = 40
-    early_stopping_min_delta = 1e-4
+    tta_mirror_axes = (LEFT_RIGHT_SPATIAL_AXIS,)
 
 
-class nnUNetTrainerRecurPublishedCodeFinetune(nnUNetTrainerRecurPublishedCode):
-    """The authors' ``train-finetune.py``: the published-code settings with lr 0.01."""
+class nnUNetTrainerRecurMixedPrecision(nnUNetTrainerRecur):
+    """The paper's recipe in mixed precision on CUDA: bf16 autocast where the GPU supports it (Ampere and
+    later), else fp16 autocast with a GradScaler; no gradient clipping either way. Halves the activation
+    memory (docs/trainers.md: which GPUs hold batch 2 at 128 x 224 x 160); the paper trained in fp32."""
 
-    recur_initial_lr = 0.01
+    use_mixed_precision = True
 
 
 class nnUNetTrainerRecurNnUNetAugmentation_lr1e3(nnUNetTrainerRecur):
