@@ -69,6 +69,14 @@ def predict(
         None, "--roi-gtv", help="Regex of the GTV ROI names (default: names starting 'GTV')."
     ),
     roi_brain: str = typer.Option(None, "--roi-brain", help="Regex of a brain ROI (default: Brain)."),
+    pet_series: str = typer.Option(
+        None, "--pet-series", help="PET SeriesInstanceUID or SeriesDescription regex, when several PETs."
+    ),
+    ct_series: str = typer.Option(
+        None,
+        "--ct-series",
+        help="CT SeriesInstanceUID or SeriesDescription regex, when the RTSTRUCT names none.",
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     tta: bool = typer.Option(
         False, "--tta", help="Test-time mirroring, along the axes the trainer allows (off by default)."
@@ -93,6 +101,8 @@ def predict(
             include_gtv=include_gtv,
             roi_gtv=roi_gtv,
             roi_brain=roi_brain,
+            pet_series=pet_series,
+            ct_series=ct_series,
             suvmax_percent=suvmax_percent,
         )
         if not options.thresholds and not options.boost_cc:

@@ -51,6 +51,8 @@ class PredictOptions:
     include_gtv: bool = False
     roi_gtv: str | None = None
     roi_brain: str | None = None
+    pet_series: str | None = None
+    ct_series: str | None = None
     suvmax_percent: float | None = None
     write_dicom: bool = True
     write_report: bool = True
@@ -138,7 +140,12 @@ def predict_patient(folder: str | Path, predictor, options: PredictOptions) -> P
     started = time.perf_counter()
     try:
         prepared = prepare_new_patient_input(
-            folder, model.dataset_json, roi_gtv=options.roi_gtv, roi_brain=options.roi_brain
+            folder,
+            model.dataset_json,
+            roi_gtv=options.roi_gtv,
+            roi_brain=options.roi_brain,
+            pet_series=options.pet_series,
+            ct_series=options.ct_series,
         )
     except ConversionError as exc:
         raise PatientError(exc.cause, str(exc)) from exc
