@@ -48,6 +48,11 @@ def settings(cores: int) -> dict[str, dict[str, str]]:
         "default": {},
         "1 thread": {"OMP_NUM_THREADS": "1"},
         "passive OpenMP wait": {"OMP_WAIT_POLICY": "PASSIVE"},
+        "passive wait + malloc": {
+            "OMP_WAIT_POLICY": "PASSIVE",
+            "MALLOC_MMAP_THRESHOLD_": big,
+            "MALLOC_TRIM_THRESHOLD_": big,
+        },
         "malloc: no mmap/trim": {"MALLOC_MMAP_THRESHOLD_": big, "MALLOC_TRIM_THRESHOLD_": big},
         "malloc: no mmap/trim, 1 thread": {
             "OMP_NUM_THREADS": "1",
