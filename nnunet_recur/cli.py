@@ -9,11 +9,24 @@ from __future__ import annotations
 
 import typer
 
+from nnunet_recur import __version__
 from nnunet_recur.dataset_conversion.cli import app as convert_app
 from nnunet_recur.prediction.cli import PREDICT_HELP, predict
 from nnunet_recur.synthetic.cli import synth
 from nnunet_recur.trainers.cli import best_seed, env, plan
 from nnunet_recur.workflow.cli import cv, demo
+
+#: Printed by `recur --help` and `recur --version`; README says the same.
+RESEARCH_NOTE = (
+    "Research tool, not a medical device: its predictions must not be used for diagnosis or treatment."
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"nnunet-recur {__version__}")
+        raise typer.Exit()
+
 
 app = typer.Typer(
     name="recur",
@@ -21,12 +34,24 @@ app = typer.Typer(
         "nnunet-recur: predict where a head-and-neck cancer recurs after radiotherapy, voxel by voxel, "
         "from pre-treatment FDG-PET/CT (Kutnar et al. 2023), on top of nnU-Net v2.\n\n"
         "Typical order: synth (or your own data) -> convert -> plan -> nnUNetv2_train -> "
-        "nnUNetv2_predict -> recur-eval. `recur demo` runs all of it on a synthetic cohort."
+        "nnUNetv2_predict -> recur-eval. `recur demo` runs all of it on a synthetic cohort.\n\n"
+        f"{RESEARCH_NOTE}"
     ),
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
 )
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """The app-level options (sub-commands do the work)."""
+
+
 app.command("synth")(synth)
 app.add_typer(convert_app, name="convert")
 app.command("plan")(plan)

@@ -70,3 +70,14 @@ def test_subpackages_mirror_nnunet_names():
     import nnunet_recur.trainers  # noqa: F401
 
     assert (REPO / "nnunet_recur" / "trainers").is_dir()
+
+
+def test_recur_version_and_research_tool_note():
+    import nnunet_recur
+
+    out = subprocess.run([str(BIN / "recur"), "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == f"nnunet-recur {nnunet_recur.__version__}"
+    shown = subprocess.run([str(BIN / "recur"), "--help"], capture_output=True, text=True, timeout=60)
+    help_text = shown.stdout
+    assert "not a medical device" in " ".join(help_text.split())
+    assert "not a medical device" in (REPO / "README.md").read_text()

@@ -127,6 +127,25 @@ def test_grids_differ_and_small_is_small():
     )
 
 
+def test_demo_profile_is_small_field_of_view_at_twice_the_voxel():
+    """`demo` (recur demo on a CPU): ~8x fewer CT voxels than `small`, same mm extent, PET still resampled."""
+    from nnunet_recur.synthetic.geometry import grids_for
+
+    small = grids_for("small", np.random.default_rng(0))
+    demo = grids_for("demo", np.random.default_rng(0))
+    extent = [sz * sp for sz, sp in zip(small.ct.size, small.ct.spacing, strict=True)]
+    extent_demo = [sz * sp for sz, sp in zip(demo.ct.size, demo.ct.spacing, strict=True)]
+    assert np.allclose(extent, extent_demo, rtol=0.03), (extent, extent_demo)
+    assert 6 <= np.prod(small.ct.size) / np.prod(demo.ct.size) <= 10
+    p = generate_patient(0, 0, "demo")
+    assert p.ct.GetSize() == demo.ct.size and p.ct.GetSpacing() != p.pet.GetSpacing()
+    import SimpleITK as sitk
+
+    relapse = sitk.GetArrayFromImage(p.relapse) > 0
+    cc = relapse.sum() * np.prod(p.ct.GetSpacing()) / 1000.0
+    assert relapse.any() and cc == pytest.approx(p.info["relapse_cc"], rel=0.01)
+
+
 def test_paper_grid_spacings():
     from nnunet_recur.synthetic.geometry import grids_for
 

@@ -16,6 +16,7 @@ class CohortFormat(str, Enum):
 
 class CohortSize(str, Enum):
     small = "small"
+    demo = "demo"
     paper = "paper"
 
 
@@ -35,7 +36,8 @@ def synth(
     size: CohortSize = typer.Option(
         CohortSize.small,
         "--size",
-        help="small: ~230k CT voxels per patient (coarser spacing, CPU demo/tests); "
+        help="small: ~230k CT voxels per patient (coarser spacing, CPU tests); "
+        "demo: the small field of view at twice its voxel size (~30k CT voxels, CPU demo); "
         "paper: 512 x 512 CT at 0.9765 x 0.9765 x 2 mm, PET at 2.036 x 2.036 x 2 mm.",
     ),
     defects: bool = typer.Option(

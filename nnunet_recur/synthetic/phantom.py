@@ -38,7 +38,7 @@ SOFT_TISSUES = (FAT, SOFT, AIRWAY, PAROTID, SUBMAND)
 PET_FWHM_MM = 6.0
 
 #: height of the CT's first slice above the skull base (mm) per size profile.
-CT_BOTTOM_S = {"small": -125.0, "paper": -155.0}
+CT_BOTTOM_S = {"small": -125.0, "demo": -125.0, "paper": -155.0}
 
 
 @dataclass(frozen=True)
