@@ -12,7 +12,7 @@ import typer
 from nnunet_recur.dataset_conversion.cli import app as convert_app
 from nnunet_recur.synthetic.cli import synth
 from nnunet_recur.trainers.cli import best_seed, env, plan
-from nnunet_recur.workflow.cli import cv, demo
+from nnunet_recur.workflow.cli import cv, demo, study_app
 
 app = typer.Typer(
     name="recur",
@@ -33,6 +33,7 @@ app.command("env")(env)
 app.command("best-seed")(best_seed)
 app.command("demo")(demo)
 app.command("cv")(cv)
+app.add_typer(study_app, name="study")
 
 
 def main() -> None:  # console-script entry point
