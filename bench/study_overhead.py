@@ -31,7 +31,9 @@ from nnunet_recur.workflow.graph import Job, JobGraph
 def _wait_until_ended(job_ids: list[str], poll: float) -> None:
     pending = set(job_ids)
     while pending:
-        out = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i|%T"], capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["squeue", "-h", "-t", "all", "-o", "%i|%T"], capture_output=True, text=True
+        ).stdout
         states = dict(line.split("|", 1) for line in out.split() if "|" in line)
         pending = {j for j in pending if states.get(j, "COMPLETED") in ("PENDING", "RUNNING", "CONFIGURING",
                                                                          "COMPLETING")}  # fmt: skip
@@ -45,8 +47,8 @@ def bare(n: int, folder: Path, poll: float) -> tuple[float, float]:
     ids = []
     for i in range(n):
         out = subprocess.run(
-            ["sbatch", "--parsable", "-J", f"bare{i}", "-c", "1", "--mem=500M", "-o", str(folder / f"bare{i}.out"),
-             "--wrap", command],
+            ["sbatch", "--parsable", "-J", f"bare{i}", "-c", "1", "--mem=500M",
+             "-o", str(folder / f"bare{i}.out"), "--wrap", command],
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
         ids.append(out.strip().split(";")[0])
@@ -68,7 +70,9 @@ def driven(n: int, folder: Path, poll: float) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--jobs", type=int, default=10)
     parser.add_argument("--poll", type=float, default=0.5, help="seconds between squeue calls (both sides)")
     args = parser.parse_args()

@@ -46,7 +46,9 @@ def slurm(tmp_path_factory):
     proc = subprocess.run([str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=600)
     try:
         assert proc.returncode == 0, f"slurm-local.sh start failed:\n{proc.stdout}\n{proc.stderr}"
-        conf = next(ln.split("=", 1)[1] for ln in proc.stdout.splitlines() if ln.startswith("export SLURM_CONF="))
+        conf = next(
+            ln.split("=", 1)[1] for ln in proc.stdout.splitlines() if ln.startswith("export SLURM_CONF=")
+        )
         yield conf
     finally:
         subprocess.run([str(SCRIPT), "stop"], env=env, capture_output=True, timeout=120)
@@ -93,6 +95,7 @@ disable_tta = true
 [executor]
 kind = "{executor}"
 max_retries = 2
+poll_seconds = 1
 [executor.slurm]
 cpus_per_task = 1
 mem_gb = 3
@@ -135,7 +138,9 @@ def test_reduced_study_on_slurm_survives_scancel_and_matches_the_local_executor(
     # kill the training as soon as Slurm runs it (before nnU-Net wrote any checkpoint)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        state = subprocess.run(["squeue", "-h", "-j", victim, "-o", "%T"], env=env, capture_output=True, text=True)
+        state = subprocess.run(
+            ["squeue", "-h", "-j", victim, "-o", "%T"], env=env, capture_output=True, text=True
+        )
         if state.stdout.strip() == "RUNNING":
             break
         time.sleep(0.5)

@@ -104,7 +104,8 @@ def test_one_driver_per_study(tmp_path):
 def test_dependent_job_waits_and_skips_when_done(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     jobs = [
-        Job("b", "b", [_py(f"import pathlib; assert pathlib.Path({str(a)!r}).exists(); open({str(b)!r}, 'w')")],
+        Job("b", "b", [_py(f"import pathlib; assert pathlib.Path({str(a)!r}).exists();"
+                           f" open({str(b)!r}, 'w')")],
             outputs=[b], after=("a",)),
         Job("a", "a", [_py(f"import time; time.sleep(0.3); open({str(a)!r}, 'w')")], outputs=[a], after=()),
     ]  # fmt: skip

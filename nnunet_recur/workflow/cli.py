@@ -30,7 +30,7 @@ def parse_gpus(text: str | None) -> tuple[str, ...]:
     return tuple(g.strip() for g in (text or "").split(",") if g.strip())
 
 
-def _drive(jobs, folder: Path, executor, env, console, max_retries, wait=True, executor_for=None):
+def _drive(jobs, folder: Path, executor, env, console, max_retries, wait=True, executor_for=None, poll=0.5):
     """Run the job graph; a failing job exits 1 with its command and log, Ctrl-C exits 130 (rerun resumes)."""
     from nnunet_recur.workflow.driver import Driver, JobError, report_failure
     from nnunet_recur.workflow.graph import GraphError, JobGraph
@@ -38,7 +38,7 @@ def _drive(jobs, folder: Path, executor, env, console, max_retries, wait=True, e
 
     try:
         driver = Driver(JobGraph(jobs), folder, executor, env=env, console=console, max_retries=max_retries,
-                        executor_for=executor_for)  # fmt: skip
+                        executor_for=executor_for, poll_seconds=poll)  # fmt: skip
         driver.run(wait=wait)
     except JobError as err:
         report_failure(console, err)
@@ -149,7 +149,7 @@ def cv(
     config: Path = typer.Option(
         None,
         "--executor-config",
-        help="A study TOML whose [executor]/[resources] say where folds run (Slurm).",
+        help="A study TOML whose executor and resources tables say where folds run (Slurm).",
     ),
     max_retries: int = typer.Option(2, "--max-retries", min=0, help="Resubmissions of a failed job."),
 ) -> None:
@@ -188,7 +188,8 @@ def cv(
     except (ValueError, ImportError) as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
-    _drive(stages, out_dir, executor, env, console, max_retries=ex_cfg.max_retries, executor_for=executor_for)
+    _drive(stages, out_dir, executor, env, console, max_retries=ex_cfg.max_retries, executor_for=executor_for,
+           poll=ex_cfg.poll_interval())  # fmt: skip
     pooled = " and pooled/" if c.pooled_is_possible(stages) else ""
     console.print(
         f"Cross-validation reports in {out_dir} (fold_*/{pooled}: table1.md, per_case.csv, stats.json)"
@@ -212,12 +213,16 @@ class ExecutorKind(str, Enum):
 @study_app.command("run")
 def study_run(
     study_file: Path = typer.Argument(..., help="The study TOML (datasets, methods, seeds, executor)."),
-    executor: ExecutorKind = typer.Option(None, "--executor", help="Override [executor] kind."),
+    executor: ExecutorKind = typer.Option(
+        None, "--executor", help="Override the executor kind of the study file."
+    ),
     gpus: str = typer.Option(None, "--gpus", help="Local executor: GPUs to run jobs on at once, e.g. 0,1."),
-    seeds: int = typer.Option(None, "--seeds", min=1, help="Override [training] seeds."),
-    epochs: int = typer.Option(None, "--epochs", min=0, help="Override [training] epochs (0 = the recipe)."),
-    device: Device = typer.Option(None, "--device", help="Override [training] device."),
-    folder: Path = typer.Option(None, "--folder", help="Override [study] folder (journal, logs, report)."),
+    seeds: int = typer.Option(None, "--seeds", min=1, help="Override the seeds of the study file."),
+    epochs: int = typer.Option(
+        None, "--epochs", min=0, help="Override the epochs of the study file (0 = the recipe)."
+    ),
+    device: Device = typer.Option(None, "--device", help="Override the device of the study file."),
+    folder: Path = typer.Option(None, "--folder", help="Override the study folder (journal, logs, report)."),
     max_retries: int = typer.Option(None, "--max-retries", min=0, help="Resubmissions of a failed job."),
     wait: bool = typer.Option(
         True, "--wait/--no-wait", help="Follow the jobs to the end, or submit what is ready and exit."
@@ -261,7 +266,8 @@ def study_run(
     if note:
         console.print(f"Note: {note}", style="dim")
     start = time.monotonic()
-    _drive(jobs, cfg.folder, ex, env, console, cfg.executor.max_retries, wait=wait, executor_for=executor_for)
+    _drive(jobs, cfg.folder, ex, env, console, cfg.executor.max_retries, wait=wait, executor_for=executor_for,
+           poll=cfg.executor.poll_interval())  # fmt: skip
     if (cfg.folder / "report" / "table1.md").is_file():
         from nnunet_recur.workflow.demo import print_table1
 

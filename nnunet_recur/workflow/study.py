@@ -508,6 +508,12 @@ class ExecutorConfig:
     slurm: Mapping[str, object] = field(default_factory=dict)  # defaults for every profile
     resources: Mapping[str, Mapping[str, object]] = field(default_factory=dict)  # train / predict / cpu
     cpu_jobs_in_driver: bool = False  # run selection, baselines and compare in the driver, not as jobs
+    poll_seconds: float | None = None  # between two looks at the queue (default: local 0.5 s, Slurm 10 s)
+
+    def poll_interval(self) -> float:
+        if self.poll_seconds is not None:
+            return float(self.poll_seconds)
+        return 0.5 if self.kind == "local" else 10.0
 
 
 @dataclass(frozen=True)
@@ -577,6 +583,7 @@ def load_study(path: Path, overrides: Mapping[str, object] | None = None) -> Stu
                 slurm=dict(executor.get("slurm", {})),
                 resources={k: dict(v) for k, v in resources.items()},
                 cpu_jobs_in_driver=bool(executor.get("cpu_jobs_in_driver", False)),
+                poll_seconds=float(executor["poll_seconds"]) if "poll_seconds" in executor else None,
             ),
         )
     except (TypeError, ValueError) as exc:

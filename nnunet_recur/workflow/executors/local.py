@@ -18,17 +18,20 @@ from nnunet_recur.workflow.jobrun import read_spec, write_json
 from nnunet_recur.workflow.journal import LOST, RUNNING
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, spec_path: str = "") -> bool:
+    """Is `pid` still the job runner of this spec (not ended, not a zombie, not a reused pid)?"""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    # a zombie child of this driver counts as ended
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
+            if fh.read().split(")")[-1].split()[0] == "Z":
+                return False
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return not spec_path or spec_path.encode() in fh.read()
     except OSError:
         return True
 
@@ -70,7 +73,7 @@ class LocalExecutor:
         job_id = str(proc.pid)
         self.children[job_id] = proc
         self.slot_of[job_id] = slot
-        attempt = {"executor": self.kind, "job_id": job_id, "state": RUNNING}
+        attempt = {"executor": self.kind, "job_id": job_id, "state": RUNNING, "spec": str(sub.spec_path)}
         if self.gpus:
             attempt["gpu"] = self.gpus[slot]
         return attempt
@@ -80,7 +83,7 @@ class LocalExecutor:
         for a in attempts:
             job_id = a["job_id"]
             proc = self.children.get(job_id)
-            running = proc.poll() is None if proc is not None else _alive(int(job_id))
+            running = proc.poll() is None if proc is not None else _alive(int(job_id), a.get("spec", ""))
             if running:
                 out[job_id] = AttemptStatus(RUNNING, node=os.uname().nodename)
                 continue
