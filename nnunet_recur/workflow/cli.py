@@ -30,7 +30,7 @@ def parse_gpus(text: str | None) -> tuple[str, ...]:
     return tuple(g.strip() for g in (text or "").split(",") if g.strip())
 
 
-def _drive(jobs, folder: Path, executor, env, console, max_retries, wait=True, executor_for=None, poll=0.5):
+def _drive(jobs, folder: Path, executor, env, console, max_retries, wait=True, executor_for=None, poll=0.2):
     """Run the job graph; a failing job exits 1 with its command and log, Ctrl-C exits 130 (rerun resumes)."""
     from nnunet_recur.workflow.driver import Driver, JobError, report_failure
     from nnunet_recur.workflow.graph import GraphError, JobGraph

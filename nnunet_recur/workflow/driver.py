@@ -76,7 +76,7 @@ class Driver:
         env: Mapping[str, str] | None = None,
         console: Console | None = None,
         max_retries: int | None = 2,
-        poll_seconds: float = 0.5,
+        poll_seconds: float = 0.2,
         executor_for: Callable[[Job], Executor] | None = None,
     ):
         self.graph = graph

@@ -508,12 +508,12 @@ class ExecutorConfig:
     slurm: Mapping[str, object] = field(default_factory=dict)  # defaults for every profile
     resources: Mapping[str, Mapping[str, object]] = field(default_factory=dict)  # train / predict / cpu
     cpu_jobs_in_driver: bool = False  # run selection, baselines and compare in the driver, not as jobs
-    poll_seconds: float | None = None  # between two looks at the queue (default: local 0.5 s, Slurm 10 s)
+    poll_seconds: float | None = None  # between two looks at the queue (default: local 0.2 s, Slurm 10 s)
 
     def poll_interval(self) -> float:
         if self.poll_seconds is not None:
             return float(self.poll_seconds)
-        return 0.5 if self.kind == "local" else 10.0
+        return 0.2 if self.kind == "local" else 10.0
 
 
 @dataclass(frozen=True)
