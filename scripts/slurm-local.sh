@@ -105,6 +105,18 @@ CONFEOF
 }
 
 stop() {
+    # cancel this cluster's jobs first: slurmstepd (and the job) would outlive slurmd
+    if pid_alive "$DIR/run/slurmctld.pid"; then
+        local ids; ids=$(SLURM_CONF=$CONF squeue -h -o %i 2>/dev/null | tr '\n' ' ')
+        if [ -n "${ids// /}" ]; then
+            # shellcheck disable=SC2086
+            SLURM_CONF=$CONF scancel $ids 2>/dev/null || true
+            for _ in $(seq 1 60); do
+                [ -z "$(SLURM_CONF=$CONF squeue -h -o %i 2>/dev/null)" ] && break
+                sleep 0.5
+            done
+        fi
+    fi
     for d in slurmd slurmctld munged; do
         local f=$DIR/run/$d.pid
         if pid_alive "$f"; then

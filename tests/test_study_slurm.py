@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "slurm-local.sh"
 RECUR = str(Path(sys.executable).parent / "recur")
-KILLED = "train_ai_random_seed1"
+KILLED = "train_ai_random_seed0"  # runs at once beside the pre-training (2 CPUs)
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def test_reduced_study_on_slurm_survives_scancel_and_matches_the_local_executor(
     victim = journal["jobs"][KILLED]["attempts"][0]["job_id"]
 
     # kill the training as soon as Slurm runs it (before nnU-Net wrote any checkpoint)
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 1200
     while time.monotonic() < deadline:
         state = subprocess.run(
             ["squeue", "-h", "-j", victim, "-o", "%T"], env=env, capture_output=True, text=True
@@ -139,7 +139,7 @@ def test_reduced_study_on_slurm_survives_scancel_and_matches_the_local_executor(
             break
         time.sleep(0.5)
     else:
-        pytest.fail(f"job {victim} did not start within 300 s")
+        pytest.fail(f"job {victim} did not start within 1200 s")
     subprocess.run(["scancel", victim], env=env, check=True)
 
     status = _run(["study", "status", str(base / "slurm")], env, timeout=120)
@@ -170,3 +170,43 @@ def test_reduced_study_on_slurm_survives_scancel_and_matches_the_local_executor(
     ).read_text()
     print(f"\nwall time: local executor {timings['local']:.0f} s, Slurm {timings['slurm']:.0f} s")
     (base / "timings.json").write_text(json.dumps(timings))
+
+
+def test_slurm_states_come_from_squeue_and_result_files_without_sacct(slurm, tmp_path, monkeypatch):
+    """Toy jobs on the real cluster: done, cancelled -> resubmitted with the retry command, afterok chain."""
+    from nnunet_recur.workflow.executors.slurm import SlurmExecutor, SlurmResources
+    from nnunet_recur.workflow.graph import Job
+    from nnunet_recur.workflow.journal import Journal
+
+    monkeypatch.setenv("SLURM_CONF", slurm)
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    py = sys.executable
+    jobs = [
+        Job("a", "a", [[py, "-c", "import time; time.sleep(30)"]], outputs=[a], after=(),
+            retry_commands=[[py, "-c", f"open({str(a)!r}, 'w').write('retried')"]]),
+        Job("b", "b", [[py, "-c", f"open({str(b)!r}, 'w').write('after a')"]], outputs=[b], after=("a",),
+            eager=True),
+    ]  # fmt: skip
+    executor = SlurmExecutor(tmp_path / "slurm", {"default": SlurmResources(cpus_per_task=1, mem_gb=0.5)})
+
+    def driver():
+        console = Console(file=io.StringIO(), width=200)
+        return Driver(JobGraph(jobs), tmp_path / "study", executor, console=console, poll_seconds=0.5)
+
+    driver().run(wait=False)
+    journal = Journal.load(tmp_path / "study")
+    job_a = journal.last_attempt("a")["job_id"]
+    assert journal.last_attempt("b")["depends_on"] == [job_a]  # queued behind a with afterok
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if executor.poll([journal.last_attempt("a")])[job_a].state == "running":
+            break
+        time.sleep(0.5)
+    subprocess.run(["scancel", job_a], check=True)
+    driver().run()
+    journal = Journal.load(tmp_path / "study")
+    states_a = [x["state"] for x in journal.attempts("a")]
+    assert states_a == ["cancelled", "done"] and journal.attempts("a")[1]["retry"]
+    assert a.read_text() == "retried" and b.read_text() == "after a"
+    # b's first attempt waited for the cancelled a: withdrawn, then submitted again
+    assert [x["state"] for x in journal.attempts("b")][-1] == "done"
