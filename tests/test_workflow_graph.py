@@ -206,3 +206,17 @@ def test_status_rows_show_training_progress(tmp_path):
     assert (row.job, row.state, row.job_id, row.node, row.elapsed, row.epochs) == (
         "train", "done", "42", "gpu07", 12.5, 2
     )  # fmt: skip
+
+
+def test_cpu_jobs_can_run_in_the_driver_while_trainings_go_to_slurm(tmp_path):
+    from nnunet_recur.workflow.executors.slurm import SlurmExecutor
+
+    ex = st.ExecutorConfig(kind="slurm", cpu_jobs_in_driver=True, slurm={"partition": "gpu"})
+    default, executor_for = st.make_executors(ex, tmp_path)
+    train = Job("t", "t", resources="train")
+    cpu = Job("c", "c", resources="cpu")
+    assert isinstance(default, SlurmExecutor) and executor_for(train) is default
+    assert isinstance(executor_for(cpu), LocalExecutor)
+    _, all_slurm = st.make_executors(st.ExecutorConfig(kind="slurm"), tmp_path)
+    assert isinstance(all_slurm(cpu), SlurmExecutor)
+    assert st.ExecutorConfig(kind="slurm").poll_interval() > st.ExecutorConfig().poll_interval()

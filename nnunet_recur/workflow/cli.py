@@ -139,7 +139,7 @@ def cv(
     dataset_id: int = typer.Argument(..., help="nnU-Net dataset id (planned with `recur plan`)."),
     trainer: str = typer.Option("nnUNetTrainerRecur", "--trainer", help="Trainer class (`-tr`)."),
     folds: str = typer.Option(
-        "0,1,2,3,4", "--folds", help="Comma-separated folds to train, one after another."
+        "0,1,2,3,4", "--folds", help="Comma-separated folds to train (independent jobs)."
     ),
     device: Device = typer.Option(Device.cuda, "--device", help="Where nnU-Net trains."),
     out: Path = typer.Option(
