@@ -229,7 +229,10 @@ class Driver:
                     if status.reason == "DependencyNeverSatisfied":
                         self._withdraw(name, attempt)
                     continue
-                attempt["state"], attempt["rc"], attempt["ended"] = status.state, status.rc, time.time()
+                attempt["state"], attempt["rc"] = status.state, status.rc
+                attempt["ended"] = status.ended or time.time()  # the job's own end time if it wrote one
+                if status.started:
+                    attempt["started"] = status.started
                 if status.state == DONE:
                     self._finish(job, attempt)
                     newly_done.add(name)
@@ -283,7 +286,8 @@ class Driver:
             self.journal.set_state(job.name, FAILED)
             last = attempt.get("commands", [job.title])[-1] if attempt.get("commands") else job.title
             raise JobError(job.name, last, log, "finished but did not write " + ", ".join(missing[:3]))
-        seconds = max(0.0, attempt.get("ended", time.time()) - attempt.get("submitted", time.time()))
+        begin = attempt.get("started") or attempt.get("submitted", time.time())  # run time, not queue time
+        seconds = max(0.0, attempt.get("ended", time.time()) - begin)
         self.journal.set_state(job.name, DONE, seconds=round(seconds, 2))
         if job.show:
             job.show(self.console)

@@ -66,6 +66,19 @@ def _live(attempts_by_kind: dict[str, list[dict]], folder: Path) -> dict[str, ob
     return out
 
 
+def _job_start(attempt: dict) -> float | None:
+    """When the job's commands started, from the file the job itself wrote (the driver may have been away)."""
+    result = attempt.get("result", "")
+    if not result.endswith(".result.json"):
+        return None
+    try:
+        return float(
+            json.loads(Path(result[: -len(".result.json")] + ".started.json").read_text())["started"]
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def study_rows(folder: Path) -> list[JobRow]:
     journal = Journal.load(folder)
     jobs = journal.data["jobs"]
@@ -86,7 +99,7 @@ def study_rows(folder: Path) -> list[JobRow]:
         node = attempt.get("node", "")
         if status is not None:
             state, node = status.state, status.node or node
-        start = attempt.get("started") or attempt.get("submitted")
+        start = _job_start(attempt) or attempt.get("started") or attempt.get("submitted")
         end = attempt.get("ended") if state not in ACTIVE else None
         elapsed = ((end or now) - start) if start else None
         if state == DONE and entry.get("seconds") is not None:

@@ -20,6 +20,8 @@ class AttemptStatus:
     node: str = ""
     rc: int | None = None
     reason: str = ""  # the scheduler's reason for a queued job (e.g. Dependency, DependencyNeverSatisfied)
+    started: float | None = None  # when the commands started and ended, by the job's own clock (result file)
+    ended: float | None = None
 
 
 @dataclass
@@ -59,4 +61,10 @@ def status_from_result(result_path: Path) -> AttemptStatus | None:
         return None
     rc = int(result.get("rc", 1))
     state = DONE if rc == 0 else INTERRUPTED if rc in (130, 143, -15, -2) else FAILED
-    return AttemptStatus(state, node=str(result.get("node", "")), rc=rc)
+    return AttemptStatus(
+        state,
+        node=str(result.get("node", "")),
+        rc=rc,
+        started=result.get("started"),
+        ended=result.get("ended"),
+    )
