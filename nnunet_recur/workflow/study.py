@@ -49,9 +49,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-import tomllib
-
 from nnunet_recur.workflow.graph import CPU, PREDICT, TRAIN, Job
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 PLANS = "nnUNetRecurPlans"
 CONFIGURATION = "3d_recur"
