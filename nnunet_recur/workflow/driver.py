@@ -33,7 +33,6 @@ from nnunet_recur.workflow.journal import (
     DONE,
     FAILED,
     INFRASTRUCTURE,
-    INTERRUPTED,
     PENDING,
     QUEUED,
     RUNNING,
@@ -451,6 +450,3 @@ def report_failure(console: Console, err: JobError) -> None:
         console.print(Text("Last lines of the log:", style="bold"))
         console.print(Text(tail, style="dim"))
     console.print("Fix the cause and run the same command again: finished jobs are skipped.")
-
-
-__all__ = ["INTERRUPTED", "Driver", "JobError", "JobResult", "report_failure"]
