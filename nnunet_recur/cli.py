@@ -14,7 +14,7 @@ from nnunet_recur.dataset_conversion.cli import app as convert_app
 from nnunet_recur.prediction.cli import PREDICT_HELP, predict
 from nnunet_recur.synthetic.cli import synth
 from nnunet_recur.trainers.cli import best_seed, env, plan
-from nnunet_recur.workflow.cli import cv, demo
+from nnunet_recur.workflow.cli import cv, demo, study_app
 
 #: Printed by `recur --help` and `recur --version`; README says the same.
 RESEARCH_NOTE = (
@@ -60,6 +60,7 @@ app.command("best-seed")(best_seed)
 app.command("demo")(demo)
 app.command("cv")(cv)
 app.command("predict", help=PREDICT_HELP)(predict)
+app.add_typer(study_app, name="study")
 
 
 def main() -> None:  # console-script entry point

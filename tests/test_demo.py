@@ -91,9 +91,18 @@ def test_reduced_demo_writes_the_report(demo_run):
     overlays = sorted((report / "figures").glob("*_po*.png"))
     assert len(overlays) >= len(test_cases), "expected at least one PO overlay per test patient"
 
-    # seed selection recorded and used
-    choice = json.loads((out / "selection" / "ai_random.json").read_text())
-    assert choice["fold"] == 0 and 0.0 <= choice["validation_dice"] <= 1.0
+    # seed selection by the one rule (`recur best-seed`), recorded in the model folder and used
+    assert "$ recur best-seed 502 -tr nnUNetTrainerRecurFinetune_2epochs" in stdout
+    model = (
+        out
+        / "nnUNet_results"
+        / "Dataset502_SynthRecur"
+        / "nnUNetTrainerRecur_2epochs__nnUNetRecurPlans__3d_recur"
+    )
+    choice = json.loads((model / "seed_selection.json").read_text())
+    assert choice["best_fold"] == 0 and "-f 0" in stdout
+    journal = json.loads((out / "journal.json").read_text())
+    assert all(journal["jobs"][n]["state"] == "done" for n in journal["order"])
 
     # the converter's exclusions were shown to the user
     assert "excluded by the quality checks" in stdout

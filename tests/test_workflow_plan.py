@@ -1,4 +1,4 @@
-"""The demo's and cv's stage lists and the small decisions between stages (no training here)."""
+"""The demo's and cv's job graphs and the small decisions between jobs (no training here)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import pytest
 
 from nnunet_recur.workflow import cv as c
 from nnunet_recur.workflow import demo as d
+from nnunet_recur.workflow import study as st
+from nnunet_recur.workflow.graph import JobGraph
 
 PUBLIC_TOOLS = {"recur", "recur-eval", "nnUNetv2_train", "nnUNetv2_predict"}
 # what nnunet_recur.trainers.variants exports (kept literal: importing it needs torch and nnunetv2)
@@ -18,6 +20,10 @@ AVAILABLE = [
     "nnUNetTrainerRecur_2epochs",
     "nnUNetTrainerRecur_3epochs",
     "nnUNetTrainerRecur_10epochs",
+    "nnUNetTrainerRecurFinetune",
+    "nnUNetTrainerRecurFinetune_2epochs",
+    "nnUNetTrainerRecurFinetune_3epochs",
+    "nnUNetTrainerRecurFinetune_10epochs",
     "nnUNetTrainerRecurPretrain_2epochs",
     "nnUNetTrainerRecurPretrain_3epochs",
     "nnUNetTrainerRecur_shortPatience",
@@ -33,67 +39,73 @@ def _env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def _summary(fold_dir: Path, dice: float) -> Path:
-    (fold_dir / "validation").mkdir(parents=True)
-    (fold_dir / "validation" / "summary.json").write_text(json.dumps({"foreground_mean": {"Dice": dice}}))
-    return fold_dir
-
-
-def test_best_seed_is_highest_validation_dice_and_nan_never_wins(tmp_path):
-    folds = [_summary(tmp_path / f"fold_{i}", v) for i, v in enumerate([0.31, 0.45, float("nan"), 0.45])]
-    choice = d.select_best_seed(folds)
-    assert choice["fold"] == 1  # tie 0.45 at seeds 1 and 3 -> the lower seed
-    assert choice["validation_dice"] == pytest.approx(0.45)
-    nan_first = [_summary(tmp_path / "n0", float("nan")), _summary(tmp_path / "n1", 0.1)]
-    assert d.select_best_seed(nan_first)["fold"] == 1
-
-
-def test_missing_validation_summary_names_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="fold_0/validation/summary.json"):
-        d.select_best_seed([tmp_path / "fold_0"])
-
-
-def test_demo_stages_use_only_public_commands_in_paper_order(tmp_path):
+def test_demo_jobs_use_only_public_commands_in_paper_order(tmp_path):
     cfg = d.DemoConfig(out=tmp_path / "out", epochs=3, seeds=2)
-    stages = d.build_stages(cfg, _env(tmp_path), TRAINERS3)
+    stages = d.build_jobs(cfg, _env(tmp_path), TRAINERS3)
+    graph = JobGraph(stages)  # valid: known dependencies, no cycle
     names = [s.name for s in stages]
-    assert names[0].endswith("synth_hecktor") and names[-1].endswith("compare")
-    assert [n for n in names if "train_ai_random" in n] == [
-        "07_train_ai_random_seed0",
-        "08_train_ai_random_seed1",
-    ]
-    assert names.index("06_pretrain") < names.index("10_train_ai_finetune_seed0")
-    assert len(set(names)) == len(names)
+    assert names[0] == "synth_hecktor" and names[-1] == "compare"
+    assert [n for n in names if "train_ai_random" in n] == ["train_ai_random_seed0", "train_ai_random_seed1"]
+    assert names.index("pretrain") < names.index("train_ai_finetune_seed0")
+    # the graph: fine-tuning waits for pre-training only, AI random for the data only, seeds run in parallel
+    assert graph.deps["train_ai_finetune_seed1"] == ("pretrain",)
+    assert graph.deps["train_ai_random_seed1"] == ("plan",)
+    assert graph.deps["select_ai_random"] == ("train_ai_random_seed0", "train_ai_random_seed1")
+    assert graph.deps["predict_ai_finetune"] == ("select_ai_finetune",)
+    assert set(graph.deps["compare"]) == {"predict_ai_random", "predict_ai_finetune", "suvmax_predict",
+                                          "gtv_predict"}  # fmt: skip
     static = [s for s in stages if not callable(s.commands)]
     for stage in static:
         for argv in stage.resolved_commands():
             assert argv[0] in PUBLIC_TOOLS
     synth = stages[1].resolved_commands()[0]
     assert synth[:2] == ["recur", "synth"] and "--defects" in synth and "inhouse-dicom" in synth
-    pretrain = stages[names.index("06_pretrain")].resolved_commands()[0]
+    pretrain = stages[names.index("pretrain")].resolved_commands()[0]
     assert pretrain[:2] == ["nnUNetv2_train", "501"] and "nnUNetTrainerRecurPretrain_3epochs" in pretrain
     assert "--c" not in pretrain  # nothing to resume yet
-    finetune = stages[names.index("10_train_ai_finetune_seed0")]
+    finetune = stages[names.index("train_ai_finetune_seed0")]
     argv = finetune.resolved_commands()[0]
     assert "-pretrained_weights" in argv and argv[3] == "0"
-    assert finetune.env["nnUNet_results"].endswith("ai_finetune")
+    assert argv[argv.index("-tr") + 1] == "nnUNetTrainerRecurFinetune_3epochs"
+    assert "nnUNet_results" not in finetune.env  # one nnUNet_results for both methods
+    # the best seed is the public command of the one rule (trainers.seeds.select_best_seed)
+    select = stages[names.index("select_ai_finetune")].resolved_commands()[0]
+    assert select == ["recur", "best-seed", "502", "-tr", "nnUNetTrainerRecurFinetune_3epochs"]
+
+
+def test_predict_uses_the_fold_recur_best_seed_chose(tmp_path):
+    cfg = d.DemoConfig(out=tmp_path / "out", epochs=3, seeds=2)
+    env = _env(tmp_path)
+    jobs = {j.name: j for j in d.build_jobs(cfg, env, TRAINERS3)}
+    model = d.DemoPaths(cfg, env).layout().model_dir("Dataset502_SynthRecur", "nnUNetTrainerRecur_3epochs")
+    with pytest.raises(st.StudyError, match="seed_selection.json"):
+        jobs["predict_ai_random"].resolved_commands()
+    model.mkdir(parents=True)
+    (model / "seed_selection.json").write_text(json.dumps({"best_fold": 1}))
+    argv = jobs["predict_ai_random"].resolved_commands()[0]
+    assert argv[argv.index("-f") + 1] == "1" and argv[0] == "nnUNetv2_predict"
 
 
 def test_interrupted_training_resumes_with_c_and_drops_pretrained_weights(tmp_path):
     cfg = d.DemoConfig(out=tmp_path / "out", epochs=3, seeds=1)
     env = _env(tmp_path)
-    stages = {s.name: s for s in d.build_stages(cfg, env, TRAINERS3)}
-    ft = next(s for n, s in stages.items() if "train_ai_finetune" in n)
-    fold = d.method_fold_dir(d.DemoPaths(cfg, env), d.methods(TRAINERS3)[1], "Dataset502_SynthRecur", 0)
+    jobs = {s.name: s for s in d.build_jobs(cfg, env, TRAINERS3)}
+    ft, rnd = jobs["train_ai_finetune_seed0"], jobs["train_ai_random_seed0"]
+    # a retry before any checkpoint: AI random continues with --c (nnU-Net starts afresh), AI finetune
+    # starts again from the pre-trained weights (nnU-Net refuses --c with -pretrained_weights)
+    assert rnd.resolved_commands(retry=True)[0][-1] == "--c"
+    ft_retry = ft.resolved_commands(retry=True)[0]
+    assert "--c" not in ft_retry and "-pretrained_weights" in ft_retry
+    fold = ft.progress_dir
     fold.mkdir(parents=True)
     (fold / "checkpoint_latest.pth").write_bytes(b"")
-    argv = ft.resolved_commands()[0]
-    assert "--c" in argv and "-pretrained_weights" not in argv
+    for argv in (ft.resolved_commands()[0], ft.resolved_commands(retry=True)[0]):
+        assert "--c" in argv and "-pretrained_weights" not in argv
 
 
 def test_epochs_map_onto_trainer_variants():
     assert d.resolve_trainers(0, AVAILABLE) == d.DemoTrainers(
-        "nnUNetTrainerRecurPretrain", "nnUNetTrainerRecur"
+        "nnUNetTrainerRecurPretrain", "nnUNetTrainerRecur", "nnUNetTrainerRecurFinetune"
     )
     t10 = d.resolve_trainers(10, AVAILABLE)
     assert t10.train == "nnUNetTrainerRecur_10epochs"
@@ -127,9 +139,9 @@ def test_foreign_dataset_with_demo_id_is_refused(tmp_path):
 def test_best_percent_formats_the_command_argument(tmp_path):
     f = tmp_path / "best.json"
     f.write_text(json.dumps({"percent": 38, "mean_dice": 0.2}))
-    assert d.best_percent(f) == "38"
+    assert st.best_percent(f) == "38"
     f.write_text(json.dumps({"percent": 37.5, "mean_dice": 0.2}))
-    assert d.best_percent(f) == "37.5"
+    assert st.best_percent(f) == "37.5"
 
 
 def test_parse_folds():
@@ -156,7 +168,7 @@ def _cv_dataset(tmp_path: Path, val_cases: dict[int, list[str]]) -> dict[str, st
 def test_cv_gathers_each_folds_validation_cases_and_pools_them(tmp_path):
     env = _cv_dataset(tmp_path, {0: ["RECUR_001", "RECUR_002"], 1: ["RECUR_003"]})
     out = tmp_path / "cv"
-    stages = {s.name: s for s in c.build_cv_stages(777, "nnUNetTrainerRecur", [0, 1], "cpu", out, env)}
+    stages = {s.name: s for s in c.build_cv_jobs(777, "nnUNetTrainerRecur", [0, 1], "cpu", out, env)}
     assert list(stages)[:2] == ["train_fold0", "train_fold1"]
     train = stages["train_fold1"].resolved_commands()[0]
     assert train[:4] == ["nnUNetv2_train", "777", "3d_recur", "1"] and "--npz" in train
@@ -174,7 +186,7 @@ def test_cv_gathers_each_folds_validation_cases_and_pools_them(tmp_path):
 def test_cv_pooling_refuses_overlapping_folds(tmp_path):
     env = _cv_dataset(tmp_path, {0: ["RECUR_001"], 1: ["RECUR_001"]})
     stages = {
-        s.name: s for s in c.build_cv_stages(777, "nnUNetTrainerRecur", [0, 1], "cpu", tmp_path / "o", env)
+        s.name: s for s in c.build_cv_jobs(777, "nnUNetTrainerRecur", [0, 1], "cpu", tmp_path / "o", env)
     }
     with pytest.raises(c.CVSetupError, match="split cv5"):
         stages["gather_pooled"].action()
@@ -184,7 +196,7 @@ def test_cv_unknown_dataset_is_a_clear_error(tmp_path):
     env = _env(tmp_path)
     Path(env["nnUNet_raw"]).mkdir()
     with pytest.raises(c.CVSetupError, match="Dataset123"):
-        c.build_cv_stages(123, "nnUNetTrainerRecur", [0], "cpu", tmp_path / "o", env)
+        c.build_cv_jobs(123, "nnUNetTrainerRecur", [0], "cpu", tmp_path / "o", env)
 
 
 def test_cv_pooled_links_carry_the_probability_maps_when_present(tmp_path):
@@ -211,5 +223,5 @@ def test_cv_refuses_folds_that_splits_final_json_does_not_have(tmp_path):
     splits.parent.mkdir(parents=True, exist_ok=True)
     splits.write_text(json.dumps([{"train": ["RECUR_002"], "val": ["RECUR_001"]}] * 5))
     with pytest.raises(c.CVSetupError, match=r"fold\(s\) \[9\] do not exist"):
-        c.build_cv_stages(777, "nnUNetTrainerRecur", [0, 9], "cpu", tmp_path / "o", env)
-    assert c.build_cv_stages(777, "nnUNetTrainerRecur", [0, 4], "cpu", tmp_path / "o", env)
+        c.build_cv_jobs(777, "nnUNetTrainerRecur", [0, 9], "cpu", tmp_path / "o", env)
+    assert c.build_cv_jobs(777, "nnUNetTrainerRecur", [0, 4], "cpu", tmp_path / "o", env)

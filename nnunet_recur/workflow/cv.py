@@ -2,8 +2,9 @@
 metrics per fold and on the pooled out-of-fold predictions.
 
 Each fold is one stock command, ``nnUNetv2_train ID 3d_recur F -p nnUNetRecurPlans -tr TRAINER --npz``,
-independent of the others, so on a cluster every fold can be its own job; `recur cv` only strings them
-together and evaluates.  nnU-Net writes the out-of-fold predictions of fold F to
+independent of the others: the folds are jobs of the same graph, driver and executors as `recur study`
+(one after another locally, one per GPU with ``--gpus``, or one Slurm job each), and each fold's evaluation
+waits only for its own training.  nnU-Net writes the out-of-fold predictions of fold F to
 ``$nnUNet_results/DatasetXXX_Name/TRAINER__PLANS__CONF/fold_F/validation/<case>.nii.gz``.  For
 ``recur-eval compare`` each fold's validation cases are listed in ``OUT/fold_F/cases.txt`` (``--cases``),
 and the pooled evaluation links all folds' predictions into one folder.  Pooling needs disjoint validation
@@ -18,8 +19,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from nnunet_recur.workflow.demo import CONFIGURATION, PLANS
-from nnunet_recur.workflow.stages import Stage
+from nnunet_recur.workflow.graph import Job
+from nnunet_recur.workflow.study import CONFIGURATION, PLANS, cpu_train_env, ext_trainer_path, train_job
 
 NIFTI = ".nii.gz"
 
@@ -40,9 +41,7 @@ def cv_environment(device: str) -> dict[str, str]:
     if os.environ.get("nnUNet_extTrainer"):
         env["nnUNet_extTrainer"] = os.environ["nnUNet_extTrainer"]
     else:
-        from nnunet_recur.workflow.demo import _ext_trainer_path  # noqa: PLC0415
-
-        env["nnUNet_extTrainer"] = _ext_trainer_path()
+        env["nnUNet_extTrainer"] = ext_trainer_path()
     if device == "cpu":
         env["nnUNet_def_n_proc"] = os.environ.get("nnUNet_def_n_proc", "1")
     return env
@@ -101,19 +100,19 @@ def write_case_list(cases: Sequence[str], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def build_cv_stages(
+def build_cv_jobs(
     dataset_id: int,
     trainer: str,
     folds: Sequence[int],
     device: str,
     out: Path,
     env: dict[str, str],
-) -> list[Stage]:
+) -> list[Job]:
     raw_root = Path(env["nnUNet_raw"])
     dataset = dataset_folder_name(raw_root, dataset_id)
     raw = raw_root / dataset
     run_dir = Path(env["nnUNet_results"]) / dataset / f"{trainer}__{PLANS}__{CONFIGURATION}"
-    train_env = {"nnUNet_n_proc_DA": "0"} if device == "cpu" else {}
+    train_env = cpu_train_env(device)
     splits_file = Path(env["nnUNet_preprocessed"]) / dataset / "splits_final.json"
     if splits_file.is_file():
         n_splits = len(json.loads(splits_file.read_text()))
@@ -123,35 +122,29 @@ def build_cv_stages(
                 f"{splits_file}: has folds 0-{n_splits - 1}, so fold(s) {unknown} do not exist; "
                 "nnU-Net would train them on a random split of its own"
             )
-    stages: list[Stage] = []
+    stages: list[Job] = []
 
     for fold in folds:
-        fold_dir = run_dir / f"fold_{fold}"
-
-        def train(fold=fold, fold_dir=fold_dir) -> list[list[str]]:
-            partial = ("checkpoint_latest.pth", "checkpoint_final.pth")
-            resume = ["--c"] if any((fold_dir / f).is_file() for f in partial) else []
-            return [
-                ["nnUNetv2_train", str(dataset_id), CONFIGURATION, str(fold), "-p", PLANS, "-tr", trainer,
-                 "--npz", "-device", device, *resume],
-            ]  # fmt: skip
-
         stages.append(
-            Stage(
+            train_job(
                 f"train_fold{fold}",
                 f"Train {trainer} on fold {fold}",
-                train,
-                outputs=[fold_dir / "checkpoint_final.pth", fold_dir / "validation" / "summary.json"],
-                env=train_env,
-                outputs_prove_done=True,  # a fold trained as its own (cluster) job is not trained again
+                dataset_id,
+                fold,
+                trainer,
+                run_dir / f"fold_{fold}",
+                device,
+                train_env,
+                extra=["--npz"],
+                after=(),
             )
         )
 
-    def fold_eval(name: str, title: str, cases_file: Path, predictions: Path, report: Path, gather) -> None:
-        stages.append(Stage(f"gather_{name}", f"List the validation cases of {title}", action=gather,
-                            outputs=[cases_file]))  # fmt: skip
+    def fold_eval(name, title, cases_file: Path, predictions: Path, report: Path, gather, after) -> None:
+        stages.append(Job(f"gather_{name}", f"List the validation cases of {title}", action=gather,
+                          outputs=[cases_file], after=after))  # fmt: skip
         stages.append(
-            Stage(
+            Job(
                 f"compare_{name}",
                 f"Evaluate {title} (recur-eval compare)",
                 [
@@ -170,7 +163,15 @@ def build_cv_stages(
         def gather(val=val, cases_file=cases_file) -> None:
             write_case_list(_cases_in(val), cases_file)
 
-        fold_eval(f"fold{fold}", f"fold {fold}", cases_file, val, out / f"fold_{fold}", gather)
+        fold_eval(
+            f"fold{fold}",
+            f"fold {fold}",
+            cases_file,
+            val,
+            out / f"fold_{fold}",
+            gather,
+            (f"train_fold{fold}",),
+        )
 
     pool = len(folds) > 1
     if pool and splits_file.is_file():
@@ -195,11 +196,14 @@ def build_cv_stages(
             link_cases(by_fold, pooled_pred)
             write_case_list(sorted(seen), pooled_cases)
 
-        fold_eval("pooled", "all folds pooled", pooled_cases, pooled_pred, out / "pooled", gather_pooled)
+        after = tuple(f"train_fold{f}" for f in folds)
+        fold_eval(
+            "pooled", "all folds pooled", pooled_cases, pooled_pred, out / "pooled", gather_pooled, after
+        )
     return stages
 
 
-def pooled_is_possible(stages: Sequence[Stage]) -> bool:
+def pooled_is_possible(stages: Sequence[Job]) -> bool:
     return any(s.name == "compare_pooled" for s in stages)
 
 

@@ -1,4 +1,4 @@
-"""The stage runner: resume after failure, done-marker only on success, clear failure report."""
+"""The driver on the local executor: order, resume after failure, journal only on success, failure report."""
 
 from __future__ import annotations
 
@@ -10,14 +10,40 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from nnunet_recur.workflow.stages import Stage, StageError, StageRunner, quote_command
+from nnunet_recur.workflow.driver import Driver
+from nnunet_recur.workflow.driver import JobError as StageError
+from nnunet_recur.workflow.executors.local import LocalExecutor
+from nnunet_recur.workflow.graph import Job as Stage
+from nnunet_recur.workflow.graph import JobGraph, quote_command
+from nnunet_recur.workflow.journal import Journal
 
 PY = sys.executable
 
 
-def _runner(out: Path) -> tuple[StageRunner, io.StringIO]:
+class _Runner:
+    """The driver with the local executor, run like the old stage runner (list in, results out)."""
+
+    def __init__(self, out: Path, buf: io.StringIO):
+        self.out, self.buf = out, buf
+
+    def driver(self, stages) -> Driver:
+        console = Console(file=self.buf, width=200)
+        return Driver(JobGraph(stages), self.out, LocalExecutor(), console=console, poll_seconds=0.01)
+
+    def run(self, stages):
+        return self.driver(stages).run()
+
+    def is_complete(self, stage) -> bool:
+        return Journal.load(self.out).state(stage.name) == "done" and stage.outputs_exist()
+
+
+def _runner(out: Path) -> tuple[_Runner, io.StringIO]:
     buf = io.StringIO()
-    return StageRunner(out, console=Console(file=buf, width=200), poll_seconds=0.01), buf
+    return _Runner(out, buf), buf
+
+
+def _done(out: Path, name: str) -> bool:
+    return Journal.load(out).state(name) == "done"
 
 
 def _write(path: Path, text: str) -> list[str]:
@@ -38,8 +64,9 @@ def test_stages_run_in_order_print_commands_and_skip_on_rerun(tmp_path):
     assert "$ " + quote_command(_write(a, "A")) in printed
     log = (tmp_path / "out" / "logs" / "02_b.log").read_text()
     assert "hello from b" in log and log.startswith("===== ") and "\n$ " in log
-    marker = json.loads((tmp_path / "out" / ".stages" / "02_b.done").read_text())
-    assert len(marker["commands"]) == 2
+    journal = json.loads((tmp_path / "out" / "journal.json").read_text())
+    assert journal["jobs"]["02_b"]["state"] == "done"
+    assert len(journal["jobs"]["02_b"]["attempts"][-1]["commands"]) == 2
 
     a.write_text("changed")  # a skipped stage must not run again
     runner2, buf2 = _runner(tmp_path / "out")
@@ -74,13 +101,13 @@ def test_failing_stage_reports_command_and_log_and_writes_no_marker(tmp_path):
     with pytest.raises(StageError) as err:
         runner.run(stages)
     e = err.value
-    assert e.stage == "02_flaky"
+    assert e.job == "02_flaky"
     assert e.command.startswith(quote_command([PY, "-c", script])[:20])
     assert e.log == tmp_path / "out" / "logs" / "02_flaky.log"
     assert "boom: input broken" in e.log.read_text()
     assert "exit status 3" in str(e)
-    assert not (tmp_path / "out" / ".stages" / "02_flaky.done").exists()
-    assert not (tmp_path / "out" / ".stages" / "03_after.done").exists()
+    assert not _done(tmp_path / "out", "02_flaky")
+    assert not _done(tmp_path / "out", "03_after")
 
     flag.write_text("")
     runner2, _ = _runner(tmp_path / "out")
@@ -96,7 +123,7 @@ def test_success_without_expected_output_is_a_failure(tmp_path):
     runner, _ = _runner(tmp_path / "out")
     with pytest.raises(StageError, match="did not write"):
         runner.run([Stage("01_quiet", "quiet", [[PY, "-c", "pass"]], outputs=[missing])])
-    assert not (tmp_path / "out" / ".stages" / "01_quiet.done").exists()
+    assert not _done(tmp_path / "out", "01_quiet")
 
 
 def test_deleted_output_makes_a_done_stage_run_again(tmp_path):
@@ -138,7 +165,7 @@ def test_failing_action_is_reported(tmp_path):
     runner, _ = _runner(tmp_path / "out")
     with pytest.raises(StageError, match="no validation summary"):
         runner.run([Stage("01_pick", "pick seed", action=broken)])
-    assert not (tmp_path / "out" / ".stages" / "01_pick.done").exists()
+    assert not _done(tmp_path / "out", "01_pick")
     assert "no validation summary" in (tmp_path / "out" / "logs" / "01_pick.log").read_text()
 
 
@@ -153,7 +180,7 @@ def test_outputs_prove_done_skips_work_done_by_hand(tmp_path):
     done_by_hand.write_text("trained on the cluster")
     stage = Stage("01_train", "train", [_write(done_by_hand, "retrained")], outputs=[done_by_hand])
     runner, _ = _runner(tmp_path / "out")
-    assert not runner.is_complete(stage)  # a plain stage needs its marker
+    assert not runner.is_complete(stage)  # a plain job needs its journal entry
     stage.outputs_prove_done = True
     assert [r.status for r in runner.run([stage])] == ["skipped"]
     assert done_by_hand.read_text() == "trained on the cluster"
