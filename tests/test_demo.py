@@ -1,5 +1,5 @@
-"""`recur demo` end to end, reduced (few patients, 1 seed, 2 epochs), through the real CLI and the real
-nnU-Net commands; then a rerun that must skip every finished stage."""
+"""`recur demo` end to end, reduced (few patients, 1 seed, 2 epochs, the default `demo` size), through the
+real CLI and the real nnU-Net commands; then a rerun that must skip every finished stage."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ import pytest
 RECUR = str(Path(sys.executable).parent / "recur")
 REDUCED = [
     "--epochs",
+    "2",
+    "--pretrain-epochs",
     "2",
     "--seeds",
     "1",
@@ -58,7 +60,7 @@ def test_reduced_demo_writes_the_report(demo_run):
     report = out / "report"
     # every stage printed the public command it ran
     for tool in ("$ recur synth", "$ recur convert inhouse", "$ recur plan", "nnUNetv2_train 501 3d_recur 0",
-                 "nnUNetv2_train 502 3d_recur 0", "-pretrained_weights", "$ nnUNetv2_predict",
+                 "nnUNetv2_train 502 3d_recur 0", "-pretrained_weights", " nnUNetv2_predict -i",
                  "$ recur-eval suvmax-sweep", "$ recur-eval compare"):  # fmt: skip
         assert tool in stdout, tool
     table = (report / "table1.md").read_text()
@@ -106,6 +108,43 @@ def test_reduced_demo_writes_the_report(demo_run):
 
     # the converter's exclusions were shown to the user
     assert "excluded by the quality checks" in stdout
+
+    # Table 1 comes with what it means (and does not), and the research-tool note
+    assert "no evidence about real relapses" in stdout and "not a medical device" in stdout
+
+
+@pytest.mark.slow
+def test_reduced_demo_adds_curves_new_patient_and_cpu_env(demo_run):
+    out, stdout, _ = demo_run
+    report = out / "report"
+    # training curves of every run, the kept epoch marked (recur-eval training-curves)
+    assert "$ recur-eval training-curves" in stdout
+    png = (report / "training_curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    curves = json.loads((report / "training_curves.json").read_text())
+    labels = json.dumps(curves)
+    assert "AI random seed 0" in labels and "AI finetune seed 0" in labels
+    assert (report / "training_curves.csv").is_file()
+
+    # the last job: `recur predict` on the first test patient's DICOM folder, best seed of AI random
+    journal = json.loads((out / "journal.json").read_text())
+    assert journal["order"][-1] == "predict_new_patient"
+    with (out / "recur_reports" / "Dataset502_SynthRecur" / "cases.csv").open(newline="") as fh:
+        first_test = next(r["patient"] for r in csv.DictReader(fh) if r["role"] == "test")
+    model = "nnUNetTrainerRecur_2epochs__nnUNetRecurPlans__3d_recur"
+    line = next(ln for ln in stdout.splitlines() if "$ " in ln and "recur predict" in ln)
+    assert f"patients/{first_test} " in line and model in line and "--folds best" in line
+    assert "--device cpu" in line
+    new = out / "predict_new_patient"
+    assert list(new.rglob("RS_*.dcm")) and list(new.rglob("SEG_*.dcm")) and list(new.rglob("report.html"))
+
+    # the CPU environment reached every nnU-Net job (printed as the prefix of its command) and the header
+    for tool in ("nnUNetv2_train", "nnUNetv2_predict", "recur predict"):
+        lines = [ln for ln in stdout.splitlines() if "$ " in ln and f" {tool} " in ln]
+        assert lines, tool
+        assert all("OMP_WAIT_POLICY=PASSIVE" in ln and "MALLOC_MMAP_THRESHOLD_=" in ln for ln in lines), tool
+    assert "export OMP_WAIT_POLICY=PASSIVE" in stdout
+    assert "--disable_tta" not in stdout  # the paper's trainers do no TTA
 
 
 @pytest.mark.slow

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 
+from nnunet_recur.evaluation.cli_training_curves import training_curves
+
 app = typer.Typer(
     name="recur-eval",
     help=(
@@ -518,6 +520,9 @@ def compare(
     missing = sum(len(v) for v in summary["missing"].values())
     if missing:
         typer.echo(f"note: {missing} missing prediction(s) listed in the table footnote", err=True)
+
+
+_command("training-curves")(training_curves)
 
 
 def main() -> None:

@@ -12,11 +12,17 @@ from nnunet_recur.workflow.demo import (
     DEFAULT_EPOCHS,
     DEFAULT_HECKTOR_CASES,
     DEFAULT_INHOUSE_CASES,
+    DEFAULT_PRETRAIN_EPOCHS,
+    DEFAULT_SEED,
     DEFAULT_SEEDS,
+    DEFAULT_SIZE,
+    available_trainers,
+    epoch_choices,
 )
 
 
 class Size(str, Enum):
+    demo = "demo"
     small = "small"
     paper = "paper"
 
@@ -24,6 +30,22 @@ class Size(str, Enum):
 class Device(str, Enum):
     cpu = "cpu"
     cuda = "cuda"
+
+
+class DemoDevice(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def _epochs_help() -> str:
+    choices = ", ".join(str(n) for n in epoch_choices(available_trainers())) or "none"
+    return (
+        f"Training epochs of AI random and AI finetune (each seed): a variant nnUNetTrainerRecur_<N>epochs "
+        f"must exist ({choices}); 0 or 1000 = the paper's recipe (max 1000, early stopping). The default "
+        "fits the demo size in 15 min on 2 CPU cores; with a GPU the demo may use more epochs in the same "
+        "budget."
+    )
 
 
 def parse_gpus(text: str | None) -> tuple[str, ...]:
@@ -55,17 +77,18 @@ def _drive(jobs, folder: Path, executor, env, console, max_retries, wait=True, e
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for everything the demo writes."),
     size: Size = typer.Option(
-        Size.small,
+        Size(DEFAULT_SIZE),
         "--size",
-        help="Synthetic image size: 'small' for CPUs, 'paper' = the paper's 512 x 512 CT.",
+        help="Synthetic image size: 'demo' (coarse voxels, for a CPU), 'small' (the same field of view at "
+        "half the voxel size), 'paper' = the paper's 512 x 512 CT.",
     ),
-    epochs: int = typer.Option(
-        DEFAULT_EPOCHS,
-        "--epochs",
+    epochs: int = typer.Option(DEFAULT_EPOCHS, "--epochs", min=0, help=_epochs_help()),
+    pretrain_epochs: int = typer.Option(
+        DEFAULT_PRETRAIN_EPOCHS,
+        "--pretrain-epochs",
         min=0,
-        help="Training epochs per run (pre-training, each seed): a variant nnUNetTrainerRecur_<N>epochs must "
-        "exist (2, 5, 10); 0 or 1000 = the paper's recipe (max 1000, early stopping). The default is sized "
-        "so that the small demo fits 15 min on 2 CPU cores.",
+        help="Epochs of the HECKTOR pre-training (nnUNetTrainerRecurPretrain_<N>epochs, else the nearest "
+        "shorter variant); 0 = the paper's recipe.",
     ),
     seeds: int = typer.Option(
         DEFAULT_SEEDS,
@@ -74,7 +97,13 @@ def demo(
         max=5,
         help="Seeds per method; the best on validation Dice is kept (paper: 5).",
     ),  # fmt: skip
-    device: Device = typer.Option(Device.cpu, "--device", help="Where nnU-Net trains and predicts."),
+    device: DemoDevice = typer.Option(
+        DemoDevice.auto,
+        "--device",
+        help="Where nnU-Net trains and predicts: auto = cuda when torch sees a GPU, else cpu. The defaults "
+        "are sized for 2 CPU cores; with a GPU the demo may use more epochs (--epochs 100) in the same "
+        "budget.",
+    ),
     gpus: str = typer.Option(
         None, "--gpus", help="Local GPUs to run jobs on at once (one job per GPU), e.g. 0,1."
     ),
@@ -90,14 +119,18 @@ def demo(
         min=5,
         help="Cases in the synthetic HECKTOR pre-training cohort.",
     ),
+    seed: int = typer.Option(
+        DEFAULT_SEED, "--seed", help="Seed of the synthetic cohorts (bench/demo_robustness.py tries others)."
+    ),
 ) -> None:
     """Run the whole study on a synthetic cohort: synth -> convert -> plan -> train -> predict -> evaluate.
 
     Every job prints the public command it runs; its output goes to OUT/logs/.
     A rerun skips finished jobs (OUT/journal.json): Ctrl-C and rerun resumes.
-    Table 1, statistics and figures land in OUT/report/.
+    Table 1, statistics, figures and training curves land in OUT/report/.
+    The last job predicts one test patient from DICOM (recur predict) into OUT/predict_new_patient/.
 
-    Example: recur demo --out ./demo_out --epochs 10 --seeds 1
+    Example: recur demo --out ./demo_out --seeds 1
     """
     from rich.console import Console
 
@@ -110,13 +143,15 @@ def demo(
         size=size.value,
         epochs=epochs,
         seeds=seeds,
-        device=device.value,
+        device=d.pick_device(device.value),
         inhouse_cases=inhouse_cases,
         hecktor_cases=hecktor_cases,
+        seed=seed,
+        pretrain_epochs=pretrain_epochs,
     )
     try:
         d.check_config(cfg)
-        trainers = d.resolve_trainers(cfg.epochs, d.available_trainers())
+        trainers = d.resolve_trainers(cfg.epochs, d.available_trainers(), cfg.pretrain_epochs)
         env = d.nnunet_environment(cfg.out, cfg.device)
         d.check_dataset_ids(env)
     except (ValueError, ImportError) as exc:
@@ -126,13 +161,27 @@ def demo(
     console.print("The commands below need these variables (the demo sets them itself):", style="dim")
     for k, v in env.items():
         console.print(f"export {k}={v}", markup=False, soft_wrap=True)
+    _print_cpu_env(console, cfg.device)
+    console.print(f"Device: {cfg.device}", style="dim")
     if trainers.note:
         console.print(f"Note: {trainers.note}", style="dim")
     jobs = d.build_jobs(cfg, env, trainers)
     start = time.monotonic()
     driver = _drive(jobs, cfg.out, LocalExecutor(parse_gpus(gpus)), env, console, max_retries=None)
-    d.print_table1(console, cfg.out / "report")
+    d.print_table1(console, cfg.out / "report", meaning=d.DEMO_MEANING)
     console.print(f"Demo finished in {(time.monotonic() - start) / 60:.1f} min; logs in {driver.log_dir}")
+    console.print(d.RESEARCH_NOTE)
+
+
+def _print_cpu_env(console, device: str) -> None:
+    """The variables every nnUNetv2_train / nnUNetv2_predict job gets on a CPU (why: workflow/cpu_env.py)."""
+    from nnunet_recur.workflow.study import nnunet_job_env
+
+    extra = nnunet_job_env(device)
+    if extra:
+        console.print("On a CPU, the nnU-Net training and prediction jobs also get:", style="dim")
+        for k, v in extra.items():
+            console.print(f"export {k}={v}", markup=False, soft_wrap=True)
 
 
 def cv(
@@ -263,6 +312,7 @@ def study_run(
     console.rule(f"recur study: {cfg.folder} ({cfg.executor.kind})")
     for k, v in env.items():
         console.print(f"export {k}={v}", markup=False, soft_wrap=True)
+    _print_cpu_env(console, cfg.device)
     if note:
         console.print(f"Note: {note}", style="dim")
     start = time.monotonic()

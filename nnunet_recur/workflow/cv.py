@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nnunet_recur.workflow.graph import Job
-from nnunet_recur.workflow.study import CONFIGURATION, PLANS, cpu_train_env, ext_trainer_path, train_job
+from nnunet_recur.workflow.study import CONFIGURATION, PLANS, ext_trainer_path, train_job
 
 NIFTI = ".nii.gz"
 
@@ -112,7 +112,6 @@ def build_cv_jobs(
     dataset = dataset_folder_name(raw_root, dataset_id)
     raw = raw_root / dataset
     run_dir = Path(env["nnUNet_results"]) / dataset / f"{trainer}__{PLANS}__{CONFIGURATION}"
-    train_env = cpu_train_env(device)
     splits_file = Path(env["nnUNet_preprocessed"]) / dataset / "splits_final.json"
     if splits_file.is_file():
         n_splits = len(json.loads(splits_file.read_text()))
@@ -134,7 +133,7 @@ def build_cv_jobs(
                 trainer,
                 run_dir / f"fold_{fold}",
                 device,
-                train_env,
+                {},
                 extra=["--npz"],
                 after=(),
             )

@@ -6,7 +6,9 @@ runs and logged under ``OUT/logs/``. It is a study (:mod:`nnunet_recur.workflow.
 preparation (synthesise, convert, plan), run by the same driver and journal as `recur study run` and
 `recur cv`, on the local executor: pre-train on HECKTOR GTVp, train "AI random" and "AI finetune" on the
 in-house relapse dataset with K seeds each, keep the best seed per method (`recur best-seed`), predict the
-test patients, run the SUVmax-threshold and GTV baselines, and compare everything in Table 1.
+test patients, run the SUVmax-threshold and GTV baselines, compare everything in Table 1, plot the training
+curves (`recur-eval training-curves`) and predict one test patient from its DICOM folder as a new patient
+(`recur predict`: RTSTRUCT, SEG, report).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from nnunet_recur.workflow.study import (
     StudyLayout,
     StudyPlan,
     available_trainers,
-    cpu_train_env,
+    epoch_variants,
     ext_trainer_path,
     pretrain_trainer_for,
     resolve_methods,
@@ -46,11 +48,16 @@ INHOUSE_NAME = "SynthRecur"
 TRAINER = "nnUNetTrainerRecur"
 METHODS = ("AI random", "AI finetune")
 
-# The defaults are sized for <= 15 minutes on a 2-core CPU (measured in docs/benchmarks_demo.md).
-DEFAULT_INHOUSE_CASES = 24
+# The defaults are sized for <= 15 minutes on a 2-core CPU (docs/benchmarks_demo.md, issue 14 experiment 1):
+# the coarse `demo` profile (patch 24 x 32 x 24) lets the networks train 50 epochs, enough to learn the task;
+# 48 patients leave 8 test patients after the converter's exclusions.
+DEFAULT_SIZE = "demo"
+DEFAULT_INHOUSE_CASES = 48
 DEFAULT_HECKTOR_CASES = 10
-DEFAULT_EPOCHS = 10
+DEFAULT_EPOCHS = 50
+DEFAULT_PRETRAIN_EPOCHS = 20
 DEFAULT_SEEDS = 1
+DEFAULT_SEED = 2023
 
 __all__ = ["CONFIGURATION", "PAPER_MAX_EPOCHS", "PLANS", "PRETRAIN_TRAINER", "available_trainers"]
 
@@ -60,13 +67,14 @@ class DemoConfig:
     """What the user chose; stored in OUT/demo_config.json so that a rerun resumes the same study."""
 
     out: Path
-    size: str = "small"
+    size: str = DEFAULT_SIZE
     epochs: int = DEFAULT_EPOCHS
     seeds: int = DEFAULT_SEEDS
     device: str = "cpu"
     inhouse_cases: int = DEFAULT_INHOUSE_CASES
     hecktor_cases: int = DEFAULT_HECKTOR_CASES
-    seed: int = 2023
+    seed: int = DEFAULT_SEED  # the synthetic cohorts (HECKTOR: seed, in-house: seed + 1)
+    pretrain_epochs: int = DEFAULT_PRETRAIN_EPOCHS
 
     def study_key(self) -> dict:
         """The choices that change results (device does not: resuming on a GPU is fine)."""
@@ -140,20 +148,47 @@ class DemoTrainers:
     note: str = ""
 
 
-def resolve_trainers(epochs: int, available: Iterable[str]) -> DemoTrainers:
-    """Map `--epochs N` onto the trainer variants nnunet_recur.trainers offers.
+def resolve_trainers(
+    epochs: int, available: Iterable[str], pretrain_epochs: int | None = None
+) -> DemoTrainers:
+    """Map `--epochs N` (and `--pretrain-epochs M`, default N) onto the trainer variants nnunet_recur.trainers
+    offers.
 
     0 or 1000 = the full recipe (max 1000 epochs, early stopping). Training needs an exact
-    `<trainer>_<N>epochs`; pre-training (only a warm start) uses the longest
-    `nnUNetTrainerRecurPretrain_<M>epochs` with M <= N, or the shortest if none is that short.
+    `<trainer>_<N>epochs`; pre-training (only a warm start) uses `nnUNetTrainerRecurPretrain_<M>epochs`, or
+    the longest variant shorter than M, or the shortest if none is that short (said in the note).
     """
     available = list(available)
     try:
         random, finetune = resolve_methods(METHODS, epochs, available)
-        pretrain, note = pretrain_trainer_for(epochs, available)
     except StudyError as exc:
         raise ValueError(str(exc).replace("epochs = ", "--epochs ")) from exc
+    try:
+        pre_epochs = epochs if pretrain_epochs is None else pretrain_epochs
+        pretrain, note = pretrain_trainer_for(pre_epochs, available)
+    except StudyError as exc:
+        raise ValueError(str(exc).replace("epochs = ", "--pretrain-epochs ")) from exc
     return DemoTrainers(pretrain, random.trainer, finetune.trainer, note)
+
+
+def epoch_choices(available: Iterable[str]) -> list[int]:
+    """Every N with `nnUNetTrainerRecur_<N>epochs` and its AI finetune twin (what `--epochs` takes)."""
+    available = list(available)
+    random = epoch_variants(TRAINER, available)
+    finetune = epoch_variants("nnUNetTrainerRecurFinetune", available)
+    return sorted(set(random) & set(finetune))
+
+
+def pick_device(choice: str) -> str:
+    """`--device auto`: cuda when torch sees a GPU, else cpu (torch is imported only for this question)."""
+    if choice != "auto":
+        return choice
+    try:
+        import torch  # noqa: PLC0415
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return "cpu"
 
 
 def nnunet_environment(out: Path, device: str) -> dict[str, str]:
@@ -166,6 +201,18 @@ def nnunet_environment(out: Path, device: str) -> dict[str, str]:
         # measured: nnU-Net's default 8 export workers only cost start-up time on 2 cores
         env.setdefault("nnUNet_def_n_proc", os.environ.get("nnUNet_def_n_proc", "1"))
     return env
+
+
+def test_patient_folder(cfg: DemoConfig) -> Path:
+    """The DICOM folder of the first test patient in the converter's cases.csv (dataset 502): the demo's
+    "new patient" for `recur predict`. Read when the job starts, after the conversion wrote the report."""
+    p = DemoPaths(cfg, {"nnUNet_raw": ".", "nnUNet_preprocessed": ".", "nnUNet_results": "."})
+    cases = p.reports / p.dataset(INHOUSE_ID, INHOUSE_NAME) / "cases.csv"
+    with cases.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row.get("role") == "test":
+                return p.synth_inhouse / "patients" / row["patient"]
+    raise ValueError(f"{cases}: no patient with role 'test'")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -184,10 +231,33 @@ def build_jobs(cfg: DemoConfig, env: dict[str, str], trainers: DemoTrainers) -> 
         pretrain_trainer=trainers.pretrain,
         seeds=cfg.seeds,
         device=cfg.device,
-        disable_tta=cfg.device == "cpu",
-        train_env=cpu_train_env(cfg.device),
+        new_patient=lambda: test_patient_folder(cfg),
     )
-    return prep + study_jobs(p.layout(), plan, after=(prep[-1].name,))
+    jobs = prep + study_jobs(p.layout(), plan, after=(prep[-1].name,))
+    # the training curves before the new patient's prediction, so that `recur predict` ends the tutorial
+    at = next((i for i, j in enumerate(jobs) if j.name == "predict_new_patient"), len(jobs))
+    return [*jobs[:at], training_curves_job(cfg, p, plan), *jobs[at:]]
+
+
+def training_curves_job(cfg: DemoConfig, p: DemoPaths, plan: StudyPlan) -> Job:
+    """`recur-eval training-curves`: validation Dice and learning rate per epoch of every run, kept epoch
+    marked, in OUT/report/training_curves.png (+ .csv, .json)."""
+    lay = p.layout()
+    runs = []
+    if any(m.pretrained for m in plan.methods):
+        pre = lay.fold_dir(lay.pretrain_dataset, plan.pretrain_trainer, 0)
+        runs += ["--run", f"pre-training={pre}"]
+    for method in plan.methods:
+        for seed in range(plan.seeds):
+            fold_dir = lay.fold_dir(lay.relapse_dataset, method.trainer, seed)
+            runs += ["--run", f"{method.label} seed {seed}={fold_dir}"]
+    return Job(
+        "training_curves",
+        "Plot the training curves: validation Dice and learning rate per epoch, kept epoch marked",
+        [["recur-eval", "training-curves", *runs, "--out", p.report]],
+        outputs=[p.report / f"training_curves.{ext}" for ext in ("png", "csv", "json")],
+        after=tuple(f"select_{m.key}" for m in plan.methods),
+    )
 
 
 def preparation_jobs(cfg: DemoConfig, p: DemoPaths) -> list[Job]:
@@ -221,8 +291,10 @@ def preparation_jobs(cfg: DemoConfig, p: DemoPaths) -> list[Job]:
     )  # fmt: skip
 
     # 2. conversion ------------------------------------------------------------------------------
-    # small images: the whole (72 x 72 x 45) image, as the paper's fixed box holds more than the tumour
-    hecktor_crop = ["--crop", "none"] if cfg.size == "small" else []
+    # The HECKTOR cases must fit the patch planned on the in-house crop (recur plan refuses larger ones).
+    # small: the whole (72 x 72 x 45) image does; demo: neither the whole 36 x 36 x 23 image nor the paper's
+    # box in mm (26 x 37 x 32 voxels) fits the ~24 x 32 x 24 patch, the box around the cohort's GTVp does.
+    hecktor_crop = {"small": ["--crop", "none"], "demo": ["--crop", "auto"]}.get(cfg.size, [])
     stages.append(
         Job(
             "convert_hecktor",
@@ -316,11 +388,21 @@ def check_dataset_ids(env: dict[str, str]) -> None:
                     )
 
 
-def print_table1(console: Console, report: Path) -> None:
+RESEARCH_NOTE = "nnunet-recur is a research tool, not a medical device: not for clinical decisions."
+DEMO_MEANING = (
+    "What this means: on this synthetic cohort the pipeline works end to end and the networks learnt where "
+    "its simulated relapses start (compare their Dice, volume and POs captured with the GTV row); "
+    "what it does not mean: the data are synthetic, so this is no evidence about real relapses."
+)
+
+
+def print_table1(console: Console, report: Path, meaning: str | None = None) -> None:
     from rich.markdown import Markdown  # noqa: PLC0415
 
     table = report / "table1.md"
     if table.is_file():
         console.rule("Table 1 (test patients)")
         console.print(Markdown(table.read_text()))
+        if meaning:
+            console.print(meaning, soft_wrap=True)
         console.print(f"Report folder: {report}")

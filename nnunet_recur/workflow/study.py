@@ -25,6 +25,7 @@ A study file (every key optional except the datasets; see docs/cluster.md)::
     [prediction]
     save_probabilities = true
     disable_tta = false
+    new_patient = "dicom/patient_017"  # optional: also run `recur predict` on one DICOM patient folder
     [evaluation]
     suvmax_fold = 0               # validation fold of the SUVmax-threshold sweep
     [executor]
@@ -45,10 +46,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from nnunet_recur.workflow.cpu_env import cpu_training_env
 from nnunet_recur.workflow.graph import CPU, PREDICT, TRAIN, Job
 
 try:  # Python >= 3.11
@@ -253,7 +255,19 @@ class StudyPlan:
     save_probabilities: bool = True
     disable_tta: bool = False
     suvmax_fold: int = 0
-    train_env: Mapping[str, str] = field(default_factory=dict)
+    train_env: Mapping[str, str] = field(default_factory=dict)  # extra variables for nnUNetv2_train
+    # `recur predict` on one new patient (a DICOM folder, or a callable giving it once the data exist)
+    new_patient: Path | Callable[[], Path] | None = None
+    new_patient_method: str = "ai_random"  # the key of the method whose model predicts it
+
+
+def nnunet_job_env(device: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of every ``nnUNetv2_train`` / ``nnUNetv2_predict`` job (and ``recur predict``).
+
+    On a CPU: :func:`nnunet_recur.workflow.cpu_env.cpu_training_env` (passive OpenMP waiting, glibc keeping
+    its buffers, no augmentation workers; values the user exported win); ``extra`` on top.
+    """
+    return {**(cpu_training_env() if device == "cpu" else {}), **(extra or {})}
 
 
 def _has_checkpoint(fold_dir: Path) -> bool:
@@ -292,7 +306,7 @@ def train_job(
         commands=lambda: build(False),
         retry_commands=lambda: build(True),
         outputs=[fold_dir / "checkpoint_final.pth", fold_dir / "validation" / "summary.json"],
-        env=dict(env),
+        env=nnunet_job_env(device, env),
         after=after,
         resources=TRAIN,
         eager=True,  # its command reads nothing its dependencies write: Slurm may queue it behind them
@@ -409,13 +423,11 @@ def study_jobs(lay: StudyLayout, plan: StudyPlan, after: Iterable[str] = ()) -> 
                 f"Predict the test patients with {method.label}",
                 predict,
                 outputs=lambda d=pred_dir: _expected_predictions(lay.relapse_raw, d),
+                env=nnunet_job_env(plan.device),
                 after=(selections[method.key],),
                 resources=PREDICT,
             )
         )
-    # Per-patient clinical output (`recur predict`, DICOM RTSTRUCT/SEG) goes here as one job per test patient
-    # after predict_<method>: see patient_prediction_jobs().
-    jobs.extend(patient_prediction_jobs(lay, plan))
 
     # baselines ------------------------------------------------------------------------------------
     raw = lay.relapse_raw
@@ -478,12 +490,41 @@ def study_jobs(lay: StudyLayout, plan: StudyPlan, after: Iterable[str] = ()) -> 
             after=(*(f"predict_{m.key}" for m in plan.methods), "suvmax_predict", "gtv_predict"),
         )
     )
+    # clinical output for one new patient (`recur predict`: DICOM RTSTRUCT, SEG, report), if asked for: last
+    jobs.extend(patient_prediction_jobs(lay, plan, after=tuple(selections.values())))
     return jobs
 
 
-def patient_prediction_jobs(lay: StudyLayout, plan: StudyPlan) -> list[Job]:
-    """Optional per-patient `recur predict` jobs (clinical DICOM output); none yet."""
-    return []
+def patient_prediction_jobs(lay: StudyLayout, plan: StudyPlan, after: Iterable[str] = ()) -> list[Job]:
+    """`recur predict` on one new patient's DICOM folder with the study's best seed: what a user does with
+    the trained model (RTSTRUCT, SEG and report.html in ``STUDY/predict_new_patient``). Off unless
+    ``plan.new_patient`` is set (the demo sets it; a study file with ``[prediction] new_patient``)."""
+    if plan.new_patient is None:
+        return []
+    by_key = {m.key: m for m in plan.methods}
+    method = by_key.get(plan.new_patient_method) or plan.methods[0]
+    model_dir = lay.model_dir(lay.relapse_dataset, method.trainer)
+    out = lay.folder / "predict_new_patient"
+    source = plan.new_patient
+
+    def command() -> list[list[str]]:
+        patient = source() if callable(source) else source
+        return [
+            ["recur", "predict", str(patient), "--model", str(model_dir), "--folds", "best",
+             "--device", plan.device, "--out", str(out)],
+        ]  # fmt: skip
+
+    return [
+        Job(
+            "predict_new_patient",
+            f"Predict one new patient from DICOM with {method.label} (recur predict: RTSTRUCT, SEG, report)",
+            command,
+            outputs=[out / "report.html"],
+            env=nnunet_job_env(plan.device),
+            after=tuple(after),
+            resources=PREDICT,
+        )
+    ]
 
 
 def _show_selection(method: Method, model_dir: Path):
@@ -530,6 +571,7 @@ class StudyConfig:
     device: str = "cuda"
     save_probabilities: bool = True
     disable_tta: bool = False
+    new_patient: Path | None = None  # [prediction] new_patient: a DICOM folder for `recur predict`
     suvmax_fold: int = 0
     paths: Mapping[str, str] = field(default_factory=dict)  # nnUNet_raw/preprocessed/results
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
@@ -577,6 +619,7 @@ def load_study(path: Path, overrides: Mapping[str, object] | None = None) -> Stu
             device=str(training.get("device", "cuda")),
             save_probabilities=bool(prediction.get("save_probabilities", True)),
             disable_tta=bool(prediction.get("disable_tta", False)),
+            new_patient=_relative_to(path, prediction.get("new_patient")),
             suvmax_fold=int(evaluation.get("suvmax_fold", 0)),
             paths={k: str(v) for k, v in _section(data, "paths", path).items()},
             executor=ExecutorConfig(
@@ -592,6 +635,14 @@ def load_study(path: Path, overrides: Mapping[str, object] | None = None) -> Stu
     except (TypeError, ValueError) as exc:
         raise StudyError(f"{path}: {exc}") from exc
     return apply_overrides(cfg, overrides or {}, path)
+
+
+def _relative_to(study_file: Path, value) -> Path | None:
+    """A path from the study file, relative to the file's folder."""
+    if value is None:
+        return None
+    p = Path(str(value))
+    return p if p.is_absolute() else study_file.parent / p
 
 
 def apply_overrides(cfg: StudyConfig, overrides: Mapping[str, object], source: Path) -> StudyConfig:
@@ -659,15 +710,9 @@ def build_study(cfg: StudyConfig, env: Mapping[str, str], available: Iterable[st
         save_probabilities=cfg.save_probabilities,
         disable_tta=cfg.disable_tta,
         suvmax_fold=cfg.suvmax_fold,
-        train_env=cpu_train_env(cfg.device),
+        new_patient=cfg.new_patient,
     )
     return study_jobs(lay, plan), note
-
-
-def cpu_train_env(device: str) -> dict[str, str]:
-    """No augmentation worker processes on a CPU (measured: only start-up cost on 2 cores; also makes the
-    data order independent of worker timing)."""
-    return {"nnUNet_n_proc_DA": "0"} if device == "cpu" else {}
 
 
 # ------------------------------------------------------------------------------------------------
