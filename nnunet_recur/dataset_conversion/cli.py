@@ -94,7 +94,7 @@ HECKTOR_HELP = "\n\n".join(
         "Convert the HECKTOR 2022 training release into a GTVp dataset for pre-training (AI finetune).",
         "PET is resampled onto the CT grid (linear), labels nearest neighbour; cases with an empty GTVp are "
         "excluded (gtv_missing), as the authors did; every converted case is a training case.",
-        "Example: recur convert hecktor /data/hecktor2022 --dataset-id 500 --labels gtvp",
+        "Example: recur convert hecktor /data/hecktor2022 --dataset-id 501 --labels gtvp",
     ]
 )
 
@@ -187,7 +187,7 @@ def hecktor(
 ) -> None:
     """Convert the HECKTOR 2022 release into a GTVp dataset (help text: HECKTOR_HELP).
 
-    Example: recur convert hecktor /data/hecktor2022 --dataset-id 500 --labels gtvp
+    Example: recur convert hecktor /data/hecktor2022 --dataset-id 501 --labels gtvp
     """
     from nnunet_recur.dataset_conversion.cohort import convert_hecktor
 
