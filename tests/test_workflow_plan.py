@@ -10,6 +10,7 @@ import pytest
 from nnunet_recur.workflow import cv as c
 from nnunet_recur.workflow import demo as d
 from nnunet_recur.workflow import study as st
+from nnunet_recur.workflow.cpu_env import cpu_training_env
 from nnunet_recur.workflow.graph import JobGraph
 
 PUBLIC_TOOLS = {"recur", "recur-eval", "nnUNetv2_train", "nnUNetv2_predict"}
@@ -44,7 +45,7 @@ def test_demo_jobs_use_only_public_commands_in_paper_order(tmp_path):
     stages = d.build_jobs(cfg, _env(tmp_path), TRAINERS3)
     graph = JobGraph(stages)  # valid: known dependencies, no cycle
     names = [s.name for s in stages]
-    assert names[0] == "synth_hecktor" and names[-1] == "compare"
+    assert names[0] == "synth_hecktor" and names[-3:] == ["compare", "training_curves", "predict_new_patient"]
     assert [n for n in names if "train_ai_random" in n] == ["train_ai_random_seed0", "train_ai_random_seed1"]
     assert names.index("pretrain") < names.index("train_ai_finetune_seed0")
     # the graph: fine-tuning waits for pre-training only, AI random for the data only, seeds run in parallel
@@ -101,6 +102,98 @@ def test_interrupted_training_resumes_with_c_and_drops_pretrained_weights(tmp_pa
     (fold / "checkpoint_latest.pth").write_bytes(b"")
     for argv in (ft.resolved_commands()[0], ft.resolved_commands(retry=True)[0]):
         assert "--c" in argv and "-pretrained_weights" not in argv
+
+
+def test_cpu_environment_reaches_every_nnunet_job_once(tmp_path, monkeypatch):
+    for var in ("OMP_WAIT_POLICY", "MALLOC_MMAP_THRESHOLD_", "OMP_NUM_THREADS", "nnUNet_n_proc_DA"):
+        monkeypatch.delenv(var, raising=False)
+    env = _env(tmp_path)
+    cpu = {j.name: j for j in d.build_jobs(d.DemoConfig(out=tmp_path / "a", epochs=3), env, TRAINERS3)}
+    cuda = {j.name: j for j in d.build_jobs(d.DemoConfig(out=tmp_path / "b", epochs=3, device="cuda"), env,
+                                            TRAINERS3)}  # fmt: skip
+    nnunet = ["pretrain", "train_ai_random_seed0", "train_ai_finetune_seed0", "predict_ai_random",
+              "predict_ai_finetune", "predict_new_patient"]  # fmt: skip
+    for name in nnunet:
+        assert cpu[name].env["OMP_WAIT_POLICY"] == "PASSIVE", name
+        assert cpu[name].env["MALLOC_MMAP_THRESHOLD_"] == cpu_training_env()["MALLOC_MMAP_THRESHOLD_"]
+        assert cpu[name].env["nnUNet_n_proc_DA"] == "0"
+        assert "OMP_WAIT_POLICY" not in cuda[name].env, name
+    assert not cpu["compare"].env and not cpu["plan"].env
+    # a value the user exported wins (the job does not override it)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    again = {j.name: j for j in d.build_jobs(d.DemoConfig(out=tmp_path / "c", epochs=3), env, TRAINERS3)}
+    assert "OMP_WAIT_POLICY" not in again["pretrain"].env
+
+
+def test_demo_ends_with_training_curves_and_recur_predict_on_the_first_test_patient(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = d.DemoConfig(out=Path("out"), epochs=3, seeds=2)
+    env = _env(tmp_path)
+    jobs = {j.name: j for j in d.build_jobs(cfg, env, TRAINERS3)}
+    curves = jobs["training_curves"].resolved_commands()[0]
+    assert curves[:2] == ["recur-eval", "training-curves"] and curves[-2:] == ["--out", "out/report"]
+    runs = [curves[i + 1] for i, a in enumerate(curves) if a == "--run"]
+    assert [r.split("=")[0] for r in runs] == ["pre-training", "AI random seed 0", "AI random seed 1",
+                                               "AI finetune seed 0", "AI finetune seed 1"]  # fmt: skip
+    assert runs[2].endswith("nnUNetTrainerRecur_3epochs__nnUNetRecurPlans__3d_recur/fold_1")
+    assert {p.name for p in jobs["training_curves"].resolved_outputs()} == {
+        "training_curves.png", "training_curves.csv", "training_curves.json"}  # fmt: skip
+
+    predict = jobs["predict_new_patient"]
+    with pytest.raises(OSError):  # the converter's report does not exist yet
+        predict.resolved_commands()
+    cases = Path("out/recur_reports/Dataset502_SynthRecur/cases.csv")
+    cases.parent.mkdir(parents=True)
+    cases.write_text("patient,case,status,role\nP01,SR_001,converted,train\nP02,,excluded,\n"
+                     "P03,SR_003,converted,test\nP04,SR_004,converted,test\n")  # fmt: skip
+    argv = predict.resolved_commands()[0]
+    model = "res/Dataset502_SynthRecur/nnUNetTrainerRecur_3epochs__nnUNetRecurPlans__3d_recur"  # AI random
+    assert argv == ["recur", "predict", "out/synthetic/inhouse/patients/P03", "--model", model,
+                    "--folds", "best", "--device", "cpu", "--out", "out/predict_new_patient"]  # fmt: skip
+    assert set(JobGraph(list(jobs.values())).deps["predict_new_patient"]) == {
+        "select_ai_random", "select_ai_finetune"}  # fmt: skip
+
+
+def test_study_file_opts_in_to_the_new_patient_prediction(tmp_path):
+    raw = tmp_path / "raw"
+    (raw / "Dataset502_X").mkdir(parents=True)
+    env = {"nnUNet_raw": str(raw), "nnUNet_preprocessed": str(tmp_path / "pre"),
+           "nnUNet_results": str(tmp_path / "res")}  # fmt: skip
+    toml = tmp_path / "s.toml"
+    toml.write_text("[datasets]\nrelapse = 502\n[training]\nmethods = ['AI random']\nepochs = 3\n")
+    jobs, _ = st.build_study(st.load_study(toml), env, AVAILABLE)
+    assert "predict_new_patient" not in {j.name for j in jobs}  # off by default
+    toml.write_text(toml.read_text() + "[prediction]\nnew_patient = 'dicom/P7'\n")
+    jobs, _ = st.build_study(st.load_study(toml), env, AVAILABLE)
+    argv = jobs[-1].resolved_commands()[0]
+    assert jobs[-1].name == "predict_new_patient" and argv[2] == str(tmp_path / "dicom" / "P7")
+
+
+def test_epochs_help_lists_the_variants_that_exist():
+    assert d.epoch_choices(AVAILABLE) == [2, 3, 10]
+    pytest.importorskip("nnunetv2")
+    from nnunet_recur.trainers import variants
+
+    real = d.epoch_choices(d.available_trainers())
+    assert 50 in real and all(f"nnUNetTrainerRecur_{n}epochs" in variants.__all__ for n in real)
+
+
+def test_pretrain_epochs_are_chosen_apart_from_the_training_epochs():
+    t = d.resolve_trainers(10, AVAILABLE, pretrain_epochs=2)
+    assert t.train == "nnUNetTrainerRecur_10epochs" and t.pretrain == "nnUNetTrainerRecurPretrain_2epochs"
+    assert t.note == ""
+    assert d.resolve_trainers(2, AVAILABLE, pretrain_epochs=0).pretrain == "nnUNetTrainerRecurPretrain"
+
+
+def test_demo_defaults_are_those_of_experiment_1():
+    pytest.importorskip("nnunetv2")
+    cfg = d.DemoConfig(out=Path("x"))
+    assert (cfg.size, cfg.inhouse_cases, cfg.hecktor_cases, cfg.epochs, cfg.pretrain_epochs) == (
+        "demo", 48, 10, 50, 20)  # fmt: skip
+    t = d.resolve_trainers(cfg.epochs, d.available_trainers(), cfg.pretrain_epochs)
+    assert t == d.DemoTrainers("nnUNetTrainerRecurPretrain_20epochs", "nnUNetTrainerRecur_50epochs",
+                               "nnUNetTrainerRecurFinetune_50epochs")  # fmt: skip
+    assert d.pick_device("cpu") == "cpu" and d.pick_device("auto") in ("cpu", "cuda")
 
 
 def test_epochs_map_onto_trainer_variants():
