@@ -390,9 +390,9 @@ def check_dataset_ids(env: dict[str, str]) -> None:
 
 RESEARCH_NOTE = "nnunet-recur is a research tool, not a medical device: not for clinical decisions."
 DEMO_MEANING = (
-    "What this means: on this synthetic cohort the pipeline works end to end and the networks learnt where "
-    "its simulated relapses start (compare their Dice, volume and POs captured with the GTV row); "
-    "what it does not mean: the data are synthetic, so this is no evidence about real relapses."
+    "Table 1 compares, on synthetic test patients, how well each method's volume covers where the simulated "
+    "relapses started (Dice, volume, POs captured; the paper's finding is AI random capturing as many POs as "
+    "the GTV at a smaller volume), but the data are synthetic, so it is no evidence about real relapses."
 )
 
 
