@@ -25,7 +25,8 @@ def plan(
         None,
         "--processes",
         "-np",
-        help="Worker processes for fingerprint and preprocessing (default: nnUNet_def_n_proc or CPUs).",
+        help="Worker processes for fingerprint and preprocessing (default: nnUNet_def_n_proc or CPUs); "
+        "1 runs them in this process, starting no workers (faster on small datasets).",
     ),
     force: bool = typer.Option(
         False,

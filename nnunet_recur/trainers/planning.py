@@ -28,6 +28,13 @@ handling); :func:`recur_plans` then derives a plans file with a single configura
 patch); they are moved to the pre-training dataset with nnU-Net's ``move_plans_between_datasets`` and HECKTOR
 is preprocessed with them, so pre-training sees data at the resolution and patch size the fine-tuned network
 works at, and both share one architecture (only an output head of a different size is re-initialised).
+
+In-process planning (:func:`nnunet_in_process`): nnU-Net runs its integrity check, fingerprint and
+preprocessing in a fresh ``spawn`` pool even for one process, and each worker re-imports torch and nnunetv2
+(~3.6 CPU-s, ~15 s wall on a loaded 2-core machine) - six times for ``--pretrain-from``. It also forks 12
+copies of the (~1 GB) planning process every time it lists a dataset. While planning runs, the listing pool
+and - for ``num_processes == 1`` - the three spawn pools are replaced by a pool that runs each call here, in
+order; nnU-Net's own per-case functions do the work, so the outputs are the same files.
 """
 
 from __future__ import annotations
@@ -36,7 +43,8 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from copy import deepcopy
 from dataclasses import dataclass
 
@@ -221,6 +229,93 @@ def recur_plans(base_plans: dict, fingerprint: dict, dataset_json: dict, pet_zsc
     return plans
 
 
+# ----------------------------------------------------------------------------------- in-process nnU-Net pools
+class _FinishedCall:
+    """What ``Pool.starmap_async`` returns, for a call that already ran: its errors surface at ``get()``."""
+
+    def __init__(self, call: Callable[[], list]):
+        self._error: BaseException | None = None
+        try:
+            self._value = call()
+        except Exception as error:  # as in a real pool: re-raised where nnU-Net collects the result
+            self._error = error
+
+    def ready(self) -> bool:
+        return True
+
+    def get(self, timeout: float | None = None) -> list:
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class _ThisProcess:
+    """Stands in for a pool worker in nnU-Net's "is every worker alive" poll."""
+
+    def is_alive(self) -> bool:
+        return True
+
+
+class InProcessPool:
+    """The part of ``multiprocessing.Pool`` nnU-Net's planning uses (``starmap``, ``starmap_async``,
+    ``_pool``, ``with``), running every call in this process, in submission order."""
+
+    def __init__(self, processes: int | None = None, *args, **kwargs):
+        self._pool = [_ThisProcess()]
+
+    def __enter__(self) -> InProcessPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def starmap(self, function: Callable, iterable: Iterable[Sequence]) -> list:
+        return [function(*args) for args in iterable]
+
+    def starmap_async(self, function: Callable, iterable: Iterable[Sequence]) -> _FinishedCall:
+        return _FinishedCall(lambda: self.starmap(function, iterable))
+
+
+class _InProcessContext:
+    Pool = InProcessPool
+
+
+class _InProcessMultiprocessing:
+    """Replaces the ``multiprocessing`` module name inside the nnU-Net modules below (they only call
+    ``multiprocessing.get_context("spawn").Pool(n)``)."""
+
+    @staticmethod
+    def get_context(method: str | None = None) -> _InProcessContext:
+        return _InProcessContext()
+
+
+@contextmanager
+def nnunet_in_process(num_processes: int) -> Iterator[None]:
+    """While inside: nnU-Net lists datasets without its 12-process fork pool, and with ``num_processes == 1``
+    its integrity check, fingerprint extraction and preprocessing run in this process instead of a spawned
+    one-worker pool. Only module attributes of nnU-Net's planning modules are swapped, and restored on exit,
+    so nothing leaks into other commands; with more processes nnU-Net's own pools do the work."""
+    import nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor as fingerprint_module
+    import nnunetv2.experiment_planning.verify_dataset_integrity as integrity_module
+    import nnunetv2.preprocessing.preprocessors.default_preprocessor as preprocessor_module
+    import nnunetv2.utilities.utils as utils_module
+
+    swaps: list[tuple[object, str, object]] = [(utils_module, "Pool", InProcessPool)]
+    if num_processes == 1:
+        swaps += [
+            (module, "multiprocessing", _InProcessMultiprocessing)
+            for module in (integrity_module, fingerprint_module, preprocessor_module)
+        ]
+    originals = [(module, attribute, getattr(module, attribute)) for module, attribute, _ in swaps]
+    try:
+        for module, attribute, replacement in swaps:
+            setattr(module, attribute, replacement)
+        yield
+    finally:
+        for module, attribute, original in originals:
+            setattr(module, attribute, original)
+
+
 # ------------------------------------------------------------------------------------ nnU-Net orchestration
 def _require_nnunet_paths() -> tuple[str, str]:
     from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
@@ -337,6 +432,13 @@ def plan_dataset(
     pet_zscore: str = "patient",
 ) -> PlanSummary:
     """Fingerprint, nnU-Net's default planner, ``nnUNetRecurPlans`` / ``3d_recur``, then preprocessing."""
+    with nnunet_in_process(num_processes):
+        return _plan_dataset(dataset_id, num_processes, force, allow_patch_smaller_than_case, pet_zscore)
+
+
+def _plan_dataset(
+    dataset_id: int, num_processes: int, force: bool, allow_patch_smaller_than_case: bool, pet_zscore: str
+) -> PlanSummary:
     from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
 
     name = dataset_name(dataset_id)
@@ -368,11 +470,25 @@ def plan_with_pretraining(
     pet_zscore: str = "patient",
 ) -> tuple[PlanSummary, PlanSummary]:
     """Plan the fine-tuning dataset, then move its plans to the pre-training dataset and preprocess that."""
+    with nnunet_in_process(num_processes):
+        return _plan_with_pretraining(
+            dataset_id, pretrain_id, num_processes, force, allow_patch_smaller_than_case, pet_zscore
+        )
+
+
+def _plan_with_pretraining(
+    dataset_id: int,
+    pretrain_id: int,
+    num_processes: int,
+    force: bool,
+    allow_patch_smaller_than_case: bool,
+    pet_zscore: str,
+) -> tuple[PlanSummary, PlanSummary]:
     from nnunetv2.experiment_planning.plans_for_pretraining.move_plans_between_datasets import (
         move_plans_between_datasets,
     )
 
-    target = plan_dataset(dataset_id, num_processes, force, allow_patch_smaller_than_case, pet_zscore)
+    target = _plan_dataset(dataset_id, num_processes, force, allow_patch_smaller_than_case, pet_zscore)
     source_name = dataset_name(pretrain_id)
     raw, preprocessed = _require_nnunet_paths()
     source_json = _load_json(os.path.join(raw, source_name, "dataset.json"))
