@@ -110,6 +110,7 @@ def test_clean_patients_identical_to_a_clean_only_run(corpus_runs):
     mixed = {p.lstrip("'"): files for p, files in mixed.items()}
     assert set(clean) == {p for p, want in EXPECTED.items() if p.startswith("C_")}
     for patient, files in clean.items():
-        assert len(files) == 5 and files == mixed[patient], patient
+        # every image, mask and label file of the case, the PET z-score channel (_0002) included
+        assert len(files) == 6 and files == mixed[patient], patient
     for twin, original in TWINS.items():  # hostile patients that must convert exactly like their twin
         assert mixed[twin] == clean[original], twin

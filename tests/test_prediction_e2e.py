@@ -138,7 +138,10 @@ def test_predict_from_the_original_dicom_equals_nnunetv2_predict(trained, monkey
         lo[1] - start[1] : hi[1] - start[1],
         lo[0] - start[0] : hi[0] - start[0],
     ]
-    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    # float32 convolutions sum in another order with another thread count (in-process predictor here, a
+    # subprocess there): CI saw 3 of 83,520 voxels differ by up to 6.6e-5. A wrong crop, channel or
+    # normalisation moves probabilities by far more than 2e-4.
+    np.testing.assert_allclose(ours, theirs, atol=2e-4)
     outside = full.copy()
     outside[lo[2] : hi[2], lo[1] : hi[1], lo[0] : hi[0]] = 0
     assert not outside.any()  # outside the crop = 0
