@@ -9,6 +9,9 @@
 # The node gets this machine's CPUs and memory (`slurmd -C`). Accounting is off
 # (AccountingStorageType=accounting_storage/none), so `sacct` does not work: recur reads job states from
 # squeue/scontrol and the study journal instead. Folder: $RECUR_SLURM_DIR (default /tmp/recur-slurm).
+# cred_expire=30 (default 120): a requeued job (time-out warning, pre-emption) may start again after 30 s.
+# KillWait=10 and OverTimeLimit=0 (default): a job past its time limit ends within about 10 s + Slurm's 30 s
+# time-limit check.
 set -euo pipefail
 
 DIR=${RECUR_SLURM_DIR:-/tmp/recur-slurm}
@@ -68,7 +71,7 @@ SlurmctldPort=$PORT_CTLD
 SlurmdPort=$PORT_D
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$DIR/munge/munge.socket
+AuthInfo=socket=$DIR/munge/munge.socket,cred_expire=30
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/run/slurmctld.pid

@@ -210,3 +210,87 @@ def test_slurm_states_come_from_squeue_and_result_files_without_sacct(slurm, tmp
     assert a.read_text() == "retried" and b.read_text() == "after a"
     # b's first attempt waited for the cancelled a: withdrawn, then submitted again
     assert [x["state"] for x in journal.attempts("b")][-1] == "done"
+
+
+FAKE_TRAIN = """#!{python}
+# a toy stand-in for nnUNetv2_train: records each run's arguments; outlives its time limit unless resumed
+import sys, time
+with open({markers!r}, "a") as fh:
+    fh.write(" ".join(sys.argv[1:]) + "\\n")
+if "--c" not in sys.argv:
+    time.sleep(600)
+open({output!r}, "w").write("resumed")
+"""
+
+
+def test_a_slurm_time_limit_continues_the_training_with_resume(slurm, tmp_path, monkeypatch):
+    """Two toy `nnUNetv2_train` jobs with a 1-minute time limit, on the real cluster.
+
+    ``requeued`` has submitit's warning signal (USR2 before the limit): JobRun.checkpoint stops the command
+    and submitit requeues the same Slurm job, which runs again with ``--c``. ``timed_out`` has the warning
+    signal replaced by one Python ignores, so Slurm ends it at its time limit (TIMEOUT): the driver records
+    the time-out and submits the job again with its retry command (``--c``, as for a real training).
+    A job queued behind both (afterok) runs once both finished.
+    """
+    from nnunet_recur.workflow.executors.slurm import SlurmExecutor, SlurmResources
+    from nnunet_recur.workflow.graph import Job
+    from nnunet_recur.workflow.jobrun import with_resume
+    from nnunet_recur.workflow.journal import Journal
+
+    monkeypatch.setenv("SLURM_CONF", slurm)
+    jobs, outputs = [], {}
+    for name in ("requeued", "timed_out"):
+        markers, outputs[name] = tmp_path / f"{name}.runs", tmp_path / f"{name}.out"
+        tool = tmp_path / name / "nnUNetv2_train"  # with_resume (--c) recognises the tool by its name
+        tool.parent.mkdir()
+        tool.write_text(
+            FAKE_TRAIN.format(python=sys.executable, markers=str(markers), output=str(outputs[name]))
+        )
+        tool.chmod(0o755)
+        train = [str(tool), "999", "3d_fullres", "0", "-device", "cpu"]
+        jobs.append(Job(name, name, [train], outputs=[outputs[name]], after=(), resources=name,
+                        retry_commands=[with_resume(train)]))  # fmt: skip
+    after = tmp_path / "after.txt"
+    jobs.append(
+        Job("after", "after", [[sys.executable, "-c", f"open({str(after)!r}, 'w').write('ok')"]],
+            outputs=[after], after=("requeued", "timed_out"), eager=True)
+    )  # fmt: skip
+    profiles = {
+        "requeued": SlurmResources(cpus_per_task=1, mem_gb=0.5, timeout_min=1),
+        # SIGURG is ignored by default: no checkpoint, no requeue; Slurm kills the job at its limit
+        "timed_out": SlurmResources(
+            cpus_per_task=1, mem_gb=0.5, timeout_min=1, additional={"signal": "URG@1"}
+        ),
+        "default": SlurmResources(cpus_per_task=1, mem_gb=0.5),
+    }
+    executor = SlurmExecutor(tmp_path / "slurm", profiles)
+    console = Console(file=io.StringIO(), width=200)
+    start = time.monotonic()
+    Driver(JobGraph(jobs), tmp_path / "study", executor, console=console, poll_seconds=0.5).run()
+    seconds = time.monotonic() - start
+    print(f"\ntime-limit test: {seconds:.0f} s")
+
+    journal = Journal.load(tmp_path / "study")
+    shown = console.file.getvalue()
+    assert all(journal.state(j.name) == "done" for j in jobs), (journal.data, shown)
+    assert after.read_text() == "ok"
+    for name in ("requeued", "timed_out"):
+        runs = (tmp_path / f"{name}.runs").read_text().splitlines()
+        assert len(runs) == 2 and not runs[0].endswith("--c") and runs[1].endswith("--c"), (name, runs)
+        assert outputs[name].read_text() == "resumed"
+
+    # requeued: one Slurm job that ran twice (submitit requeued it after its time-out warning)
+    (attempt,) = journal.attempts("requeued")
+    job_id = attempt["job_id"]
+    submitit_log = (tmp_path / "slurm" / job_id / f"{job_id}_0_log.err").read_text()
+    assert "this job is timed-out" in submitit_log and "DUE TO JOB REQUEUE" in submitit_log
+    assert attempt.get("requeues") == 1, attempt
+
+    # timed_out: Slurm ended it at its limit; the driver recorded TIMEOUT and resubmitted the retry command
+    # the job queued behind them was withdrawn (not counted as a failure) and submitted again
+    assert journal.failed_attempts("after") == 0, journal.attempts("after")
+    first, second = journal.attempts("timed_out")
+    assert first["state"] == "timeout" and not first["retry"], first
+    assert second["state"] == "done" and second["retry"] and second["commands"][-1].endswith("--c"), second
+    assert second["job_id"] != first["job_id"]
+    assert "timeout" in shown and "resubmitted" in shown, shown

@@ -216,13 +216,15 @@ class Driver:
             statuses = ex.poll([a for _, a in items])
             for name, attempt in items:
                 status = statuses.get(attempt["job_id"])
-                if status is None:
+                if status is None or attempt["state"] == WITHDRAWN:  # withdrawn earlier in this round
                     continue
                 job = self.graph.by_name[name]
                 attempt["node"] = status.node or attempt.get("node", "")
                 if status.state in ACTIVE:
                     if status.state == RUNNING and attempt["state"] != RUNNING:
                         attempt["started"] = time.time()
+                    if status.state == QUEUED and attempt["state"] == RUNNING:
+                        self._requeued(job, attempt)
                     attempt["state"] = status.state
                     self.journal.set_state(name, status.state)
                     if status.reason == "DependencyNeverSatisfied":
@@ -254,6 +256,19 @@ class Driver:
                     raise JobError(name, shown, self.log_path(job), f"exit status {status.rc}")
                 self.journal.save()
         return newly_done
+
+    def _requeued(self, job: Job, attempt: dict) -> None:
+        """A running job went back to the queue: the scheduler requeued it (submitit does after a time-out
+        warning or pre-emption, once JobRun.checkpoint stopped the command); it runs again with --c."""
+        attempt["requeues"] = attempt.get("requeues", 0) + 1
+        self.console.print(
+            Text(
+                f"{self.header(job)} - job {attempt['job_id']} requeued by the scheduler (time limit or "
+                "pre-emption); it runs again, a training with --c",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
 
     def _withdraw(self, name: str, attempt: dict) -> None:
         """Cancel a queued job whose dependency failed; it is submitted again once that one succeeds."""

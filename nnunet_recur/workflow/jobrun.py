@@ -123,14 +123,34 @@ def run_spec(spec: dict, resume: bool = False) -> int:
 
 
 def stop_child(timeout: float = 15) -> None:
+    """Stop the running command: SIGTERM, then SIGKILL after ``timeout`` seconds.
+
+    Called from signal handlers (submitit's time-out warning calls :meth:`JobRun.checkpoint`) while the main
+    thread may be inside ``Popen.wait()``, which holds the Popen's wait lock: waiting through the Popen
+    there deadlocks (the job then hangs until Slurm kills it), so the child is reaped with ``os.waitpid``.
+    """
     proc = _Running.proc
-    if proc is not None and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+    if proc is None or proc.returncode is not None:
+        return
+    proc.terminate()
+    deadline = time.monotonic() + timeout
+    while not _reaped(proc, block=False):
+        if time.monotonic() >= deadline:
             proc.kill()
-            proc.wait()
+            _reaped(proc, block=True)
+            return
+        time.sleep(0.1)
+
+
+def _reaped(proc: subprocess.Popen, block: bool) -> bool:
+    try:
+        pid, status = os.waitpid(proc.pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:  # reaped already
+        return True
+    if pid == 0:
+        return False
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return True
 
 
 class JobRun:

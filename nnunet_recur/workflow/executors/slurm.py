@@ -67,7 +67,10 @@ class SlurmResources:
     additional: dict[str, str] = field(default_factory=dict)  # extra #SBATCH parameters
 
     def submitit_parameters(self) -> dict:
-        params: dict = {"time": int(self.timeout_min)}
+        # submitit's warning signal (USR2, default 90 s before the limit) must come after the job started:
+        # a warning due at once kills a job (requeued ones too) before submitit installed its handler
+        warning_s = max(10, min(90, int(self.timeout_min) * 60 // 4))
+        params: dict = {"time": int(self.timeout_min), "signal_delay_s": warning_s}
         for key in ("partition", "cpus_per_task", "account", "qos"):
             value = getattr(self, key)
             if value not in (None, ""):
@@ -166,7 +169,9 @@ class SlurmExecutor:
             if state in _QUEUED:
                 out[job_id] = AttemptStatus(QUEUED, node=node, reason=reason)
             elif state in _RUNNING:
-                if state == "COMPLETING" and result is not None:
+                # a job that wrote success is done; any other end waits for Slurm's final state, which
+                # tells a time-out (the command was killed: rc -15) from a failure
+                if state == "COMPLETING" and result is not None and result.state == DONE:
                     out[job_id] = result
                 else:
                     out[job_id] = AttemptStatus(RUNNING, node=node)
