@@ -26,6 +26,24 @@ def _algorithm(version: str):
     )
 
 
+def _series_attributes(series_number: int, description: str, label: str, software_version: str) -> dict:
+    """What both SEG objects say about themselves: new UIDs, who made them, and the research statement."""
+    from pydicom.uid import generate_uid
+
+    return {
+        "series_instance_uid": generate_uid(),
+        "series_number": series_number,
+        "sop_instance_uid": generate_uid(),
+        "instance_number": 1,
+        "manufacturer": "nnunet-recur",
+        "manufacturer_model_name": "recur predict",
+        "software_versions": software_version,
+        "device_serial_number": "0",
+        "content_description": f"{description}. {RESEARCH_STATEMENT}"[:64],
+        "content_label": label,
+    }
+
+
 def _description(number: int, label: str, version: str):
     import highdicom as hd
     from pydicom.sr.codedict import codes
@@ -48,7 +66,6 @@ def _finish(seg, description: str) -> Dataset:
 def build_binary_seg(ct_headers: list[Dataset], rois: list[RoiSpec], software_version: str) -> Dataset:
     """A BINARY SEG with one segment per ROI (same order and names as the RTSTRUCT)."""
     import highdicom as hd
-    from pydicom.uid import generate_uid
 
     pixels = np.stack([roi.mask.astype(np.uint8) for roi in rois], axis=-1)  # frames, rows, cols, segments
     seg = hd.seg.Segmentation(
@@ -58,16 +75,7 @@ def build_binary_seg(ct_headers: list[Dataset], rois: list[RoiSpec], software_ve
         segment_descriptions=[
             _description(i, roi.name, software_version) for i, roi in enumerate(rois, start=1)
         ],
-        series_instance_uid=generate_uid(),
-        series_number=9002,
-        sop_instance_uid=generate_uid(),
-        instance_number=1,
-        manufacturer="nnunet-recur",
-        manufacturer_model_name="recur predict",
-        software_versions=software_version,
-        device_serial_number="0",
-        content_description=f"recur relapse risk ROIs. {RESEARCH_STATEMENT}"[:64],
-        content_label="RECUR",
+        **_series_attributes(9002, "recur relapse risk ROIs", "RECUR", software_version),
     )
     return _finish(seg, f"recur relapse ROIs - {RESEARCH_STATEMENT}")
 
@@ -77,7 +85,6 @@ def build_probability_seg(
 ) -> Dataset:
     """A FRACTIONAL SEG of type PROBABILITY holding the relapse probability (z, y, x on the planning CT)."""
     import highdicom as hd
-    from pydicom.uid import generate_uid
 
     values = np.clip(np.asarray(probability, dtype=np.float32), 0.0, 1.0)
     seg = hd.seg.Segmentation(
@@ -87,15 +94,6 @@ def build_probability_seg(
         fractional_type=hd.seg.SegmentationFractionalTypeValues.PROBABILITY,
         max_fractional_value=255,
         segment_descriptions=[_description(1, "Relapse probability", software_version)],
-        series_instance_uid=generate_uid(),
-        series_number=9003,
-        sop_instance_uid=generate_uid(),
-        instance_number=1,
-        manufacturer="nnunet-recur",
-        manufacturer_model_name="recur predict",
-        software_versions=software_version,
-        device_serial_number="0",
-        content_description=f"recur relapse probability. {RESEARCH_STATEMENT}"[:64],
-        content_label="RECURPROB",
+        **_series_attributes(9003, "recur relapse probability", "RECURPROB", software_version),
     )
     return _finish(seg, f"recur relapse probability - {RESEARCH_STATEMENT}")
