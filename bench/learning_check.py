@@ -10,7 +10,7 @@ This runs `recur demo` with a larger cohort and more epochs (resumable: rerun to
 cores 40 patients x 10 epochs take ~20-30 minutes, the full recipe (`--epochs 0`) hours.
 
 Usage:
-    .venv/bin/python bench/learning_check.py --out bench_out/learning --cases 40 --epochs 10
+    .venv/bin/python bench/learning_check.py --out bench_out/learning --cases 40 --epochs 50
     .venv/bin/python bench/learning_check.py --report-only --out bench_out/learning   # re-read a run
 """
 
@@ -71,7 +71,8 @@ def markdown(summary: dict, args: argparse.Namespace, seconds: float | None) -> 
         "",
         f"Date {date.today()}, machine: {platform.processor() or platform.machine()}, device {args.device}; "
         f"`recur demo --inhouse-cases {args.cases} --hecktor-cases {args.hecktor_cases} "
-        f"--epochs {args.epochs} --seeds {args.seeds}`"
+        f"--epochs {args.epochs} --seeds {args.seeds} --size {args.size} "
+        f"--pretrain-epochs {args.pretrain_epochs}`"
         + (f"; wall time {seconds / 60:.1f} min" if seconds else "")
         + ".",
         "",
@@ -100,16 +101,21 @@ def main() -> int:
         help="nnUNetTrainerRecur_<N>epochs must exist (2, 5, 10, 20, 50, 100; 0 = full recipe)",
     )
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--size", default="small", help="synthetic image size (runs 1-3: small)")
+    parser.add_argument("--pretrain-epochs", type=int, default=20, help="HECKTOR epochs (runs 2-3: 20)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--report-only", action="store_true", help="only summarise an existing run")
-    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks_learning.md")
+    parser.add_argument(
+        "--doc", type=Path, default=None, help="where to write the table (default: OUT/learning_check.md)"
+    )
     args = parser.parse_args()
 
     seconds = None
     if not args.report_only:
         cmd = [RECUR, "demo", "--out", str(args.out), "--inhouse-cases", str(args.cases),
                "--hecktor-cases", str(args.hecktor_cases), "--epochs", str(args.epochs),
-               "--seeds", str(args.seeds), "--device", args.device]  # fmt: skip
+               "--seeds", str(args.seeds), "--device", args.device, "--size", args.size,
+               "--pretrain-epochs", str(args.pretrain_epochs)]  # fmt: skip
         print("$", " ".join(cmd), flush=True)
         start = time.monotonic()
         rc = subprocess.call(cmd)
@@ -120,8 +126,10 @@ def main() -> int:
     summary = summarise(args.out / "report" / "per_case.csv")
     text = markdown(summary, args, seconds)
     print(text)
-    args.doc.write_text(text)
-    print(f"written {args.doc}")
+    doc = args.doc or args.out / "learning_check.md"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
+    print(f"written {doc}")
     return 0
 
 

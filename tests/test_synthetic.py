@@ -496,3 +496,35 @@ def test_rerun_skips_finished_patients(tmp_path):
     assert seen == [("PAT_1_001", True), ("PAT_1_002", True), ("PAT_1_003", False)]
     assert ct.stat().st_mtime_ns == stamp
     assert not list(tmp_path.rglob(".partial-*"))
+
+
+def test_po_probability_is_the_density_the_sampler_draws_from():
+    """po_probability (used by bench/po_capture_bound.py) must equal the sampler's frequencies, including the
+    redraw of a zone that has no voxel (here: no `outside` zone) and the SUV^4 weighting in `pet_gtv`."""
+    from nnunet_recur.synthetic.relapse import ZoneMap, po_probability, sample_po
+
+    rng = np.random.default_rng(5)
+    codes = np.zeros((4, 5, 6), dtype=np.int8)
+    codes[0, :2] = 1  # pet_gtv: 12 voxels
+    codes[0, 2:] = 2  # gtv_rest
+    codes[1] = 3  # ctv1
+    codes[2, :, :3] = 9  # CTV2 band: never a PO
+    codes[3] = 4  # ctv3; no `outside` voxel at all
+    zones = ZoneMap(codes=codes, box=(slice(0, 4), slice(0, 5), slice(0, 6)))
+    uptake = rng.uniform(1.0, 3.0, codes.shape)
+    p = po_probability(zones, uptake)
+    assert p.sum() == pytest.approx(1.0)
+    assert p[codes == 9].sum() == 0 and p[codes == 0].sum() == 0
+    counts = np.zeros(codes.shape)
+    draws = 40000
+    for _ in range(draws):
+        po = None
+        while po is None:
+            po = sample_po(zones, uptake, draw_zone(rng), rng)
+        counts[po] += 1
+    freq = counts / draws
+    assert freq[codes == 1].sum() == pytest.approx(p[codes == 1].sum(), abs=0.01)  # 0.55 / 0.90
+    assert p[codes == 1].sum() == pytest.approx(0.55 / 0.90)
+    hot = np.argmax(np.where(codes == 1, uptake, -1))
+    assert freq.ravel()[hot] == pytest.approx(p.ravel()[hot], rel=0.1)
+    assert np.abs(freq - p).max() < 0.01

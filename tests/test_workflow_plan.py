@@ -318,3 +318,13 @@ def test_cv_refuses_folds_that_splits_final_json_does_not_have(tmp_path):
     with pytest.raises(c.CVSetupError, match=r"fold\(s\) \[9\] do not exist"):
         c.build_cv_jobs(777, "nnUNetTrainerRecur", [0, 9], "cpu", tmp_path / "o", env)
     assert c.build_cv_jobs(777, "nnUNetTrainerRecur", [0, 4], "cpu", tmp_path / "o", env)
+
+
+@pytest.mark.parametrize("size", ["demo", "small"])
+def test_demo_crops_hecktor_to_the_gtvp_box_at_synthetic_sizes(tmp_path, size):
+    """Regression: `recur demo --size small` converted HECKTOR with --crop none, and `recur plan` refused all
+    10 whole images (45 x 72 x 72 voxels) as larger than the in-house patch (48 x 64 x 56)."""
+    cfg = d.DemoConfig(out=tmp_path / "out", epochs=3, size=size)
+    jobs = {j.name: j for j in d.build_jobs(cfg, _env(tmp_path), TRAINERS3)}
+    argv = jobs["convert_hecktor"].resolved_commands()[0]
+    assert argv[argv.index("--crop") + 1] == "auto"

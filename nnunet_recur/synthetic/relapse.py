@@ -134,6 +134,34 @@ def sample_po(zones: ZoneMap, uptake: np.ndarray, zone: str, rng: np.random.Gene
     return tuple(int(c[pick]) + b.start for c, b in zip(cand, zones.box, strict=True))
 
 
+def po_probability(zones: ZoneMap, uptake: np.ndarray) -> np.ndarray:
+    """P(the first PO is this voxel) under the rule, on the zone-map box (sums to 1).
+
+    The exact density that :func:`draw_zone` + :func:`sample_po` sample from, for analysis: the best mask of
+    a given volume captures the most POs in expectation by taking the voxels of highest probability. Edge
+    cases: a zone with no voxel for this patient is redrawn by :func:`make_relapse`, so its probability goes
+    to the other zones in proportion; second components (25 % of patients) follow a different, distance-
+    restricted draw and are not covered; an all-zero map (no allowed voxel at all) is returned as zeros.
+    """
+    codes = zones.codes
+    p = np.zeros(codes.shape, dtype=np.float64)
+    present = np.array([np.any(codes == k + 1) for k in range(len(ZONES))])
+    weights = np.array(ZONE_PROBABILITIES) * present
+    if weights.sum() == 0:
+        return p
+    weights /= weights.sum()
+    for k, zone in enumerate(ZONES):
+        inside = codes == k + 1
+        if not inside.any():
+            continue
+        if zone == "pet_gtv":
+            w = uptake[zones.box][inside].astype(np.float64) ** PET_GTV_WEIGHT_POWER
+            p[inside] = weights[k] * w / w.sum() if w.sum() > 0 else weights[k] / inside.sum()
+        else:
+            p[inside] = weights[k] / inside.sum()
+    return p
+
+
 def grow_relapse(
     labels: np.ndarray, grid: Grid, po, volume_cc: float, forbidden, rng, z_skull_base
 ) -> np.ndarray:

@@ -292,9 +292,10 @@ def preparation_jobs(cfg: DemoConfig, p: DemoPaths) -> list[Job]:
 
     # 2. conversion ------------------------------------------------------------------------------
     # The HECKTOR cases must fit the patch planned on the in-house crop (recur plan refuses larger ones).
-    # small: the whole (72 x 72 x 45) image does; demo: neither the whole 36 x 36 x 23 image nor the paper's
-    # box in mm (26 x 37 x 32 voxels) fits the ~24 x 32 x 24 patch, the box around the cohort's GTVp does.
-    hecktor_crop = {"small": ["--crop", "none"], "demo": ["--crop", "auto"]}.get(cfg.size, [])
+    # Neither the whole image (small: 45 x 72 x 72 voxels against a 48 x 64 x 56 patch for 40 patients;
+    # demo: 23 x 36 x 36 against ~24 x 32 x 24) nor the paper's box in mm fits at the synthetic sizes; the
+    # box around the cohort's GTVp does. paper: the converter's default (the paper's box in mm).
+    hecktor_crop = ["--crop", "auto"] if cfg.size in ("demo", "small") else []
     stages.append(
         Job(
             "convert_hecktor",
