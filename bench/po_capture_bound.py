@@ -16,12 +16,20 @@ It reports, over N patients of one size:
 
     python bench/po_capture_bound.py --out /tmp/po_bound --patients 200 --size demo
 
-Writes OUT/po_capture_bound.json and .md.
+With ``--test-set`` it analyses one converted test set instead: the ``role == test`` rows of a
+``recur convert inhouse`` report (``recur_reports/Dataset502_SynthRecur/cases.csv``), each patient generated
+again from ``--seed`` (the in-house cohort's seed: ``recur demo --seed S`` synthesises it with S + 1).
+
+    python bench/po_capture_bound.py --out /tmp/po_default --size demo --seed 2024 \
+        --test-set demo_out/recur_reports/Dataset502_SynthRecur/cases.csv
+
+Writes OUT/po_capture_bound.json and .md (OUT/test_set.json and .md with --test-set).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import time
 from pathlib import Path
@@ -106,6 +114,45 @@ def test_set_odds(rows: list[dict], k: int, draws: int, rng: np.random.Generator
     return {"test_patients": k, "draws": draws, "p_best_ge_gtv": wins / draws, "p_tie": ties / draws}
 
 
+def analyse_test_set(cases_csv: Path, seed: int, size: str) -> dict:
+    """PO capture of the GTV and of the best 0.7 x GTV mask on the test patients of a converted cohort."""
+    with Path(cases_csv).open(newline="") as f:
+        test = [r for r in csv.DictReader(f) if r.get("role") == "test"]
+    rows = []
+    for r in test:
+        index = int(r["patient"].rsplit("_", 1)[1]) - 1  # PAT_<seed>_<NNN>, numbered from 1
+        a = analyse_patient(seed, index, size)
+        pos = a["points_of_origin"]
+        rows.append(
+            {
+                "case": r["case"],
+                "gtv_cc": round(a["gtv_cc"], 1),
+                "zones": [p["zone"] for p in pos],
+                "gtv": sum(p["in_gtv"] for p in pos),
+                "best_0.7xGTV": sum(p["in_best_0.7xGTV"] for p in pos),
+            }
+        )
+    totals = {k: sum(r[k] for r in rows) for k in ("gtv", "best_0.7xGTV")}
+    n_pos = sum(len(r["zones"]) for r in rows)
+    return {"cases_csv": str(cases_csv), "seed": seed, "size": size, "pos": n_pos, "captured": totals,
+            "patients": rows}  # fmt: skip
+
+
+def test_set_markdown(result: dict) -> str:
+    lines = [
+        "| case | GTV cc | PO zones | POs in GTV | POs in best 0.7 x GTV mask |",
+        "|---|---:|---|---:|---:|",
+    ]
+    for r in result["patients"]:
+        lines.append(
+            f"| {r['case']} | {r['gtv_cc']} | {', '.join(r['zones'])} | {r['gtv']} | {r['best_0.7xGTV']} |"
+        )
+    c = result["captured"]
+    lines.append(f"| **total** ({len(result['patients'])} patients) | | {result['pos']} POs | {c['gtv']} | "
+                 f"{c['best_0.7xGTV']} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def markdown(result: dict) -> str:
     s = result["summary"]
     lines = [
@@ -134,7 +181,16 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=99)
     ap.add_argument("--test-patients", type=int, nargs="+", default=[8, 11, 20])
     ap.add_argument("--draws", type=int, default=20000)
+    ap.add_argument("--test-set", type=Path, help="a converter's cases.csv: analyse its test patients only")
     args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.test_set:
+        one = analyse_test_set(args.test_set, args.seed, args.size)
+        (args.out / "test_set.json").write_text(json.dumps(one, indent=2))
+        text = test_set_markdown(one)
+        (args.out / "test_set.md").write_text(text)
+        print(text)
+        return 0
 
     start = time.perf_counter()
     rows = [analyse_patient(args.seed, i, args.size) for i in range(args.patients)]
@@ -152,7 +208,6 @@ def main(argv=None) -> int:
         "test_set_odds": odds,
         "per_patient": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "po_capture_bound.json").write_text(json.dumps(result, indent=2))
     text = markdown(result)
     (args.out / "po_capture_bound.md").write_text(text)
