@@ -78,8 +78,10 @@ def write_model(folder: Path, n_folds: int, spacing_zyx: list[float]) -> None:
                 "patch_size": PATCH_ZYX,
                 "median_image_size_in_voxels": PATCH_ZYX,
                 "spacing": spacing_zyx,
-                "normalization_schemes": ["CTNormalization", "ZScoreNormalization"],
-                "use_mask_for_norm": [False, False],
+                # as recur plan writes it since issue 9: the network reads CT and the converter's
+                # patient-level PET z-score (channel 2), not the SUV channel (1) the SUVmax baseline reads
+                "normalization_schemes": ["CTNormalization", "ZScoreNormalization", "NoNormalization"],
+                "use_mask_for_norm": [False, False, False],
                 "resampling_fn_data": "resample_data_or_seg_to_shape",
                 "resampling_fn_seg": "resample_data_or_seg_to_shape",
                 "resampling_fn_data_kwargs": resample,
@@ -88,7 +90,10 @@ def write_model(folder: Path, n_folds: int, spacing_zyx: list[float]) -> None:
                 "resampling_fn_probabilities_kwargs": {**resample, "order": 1},
                 "architecture": {
                     "network_class_name": "nnunet_recur.trainers.network.RecurUNet",
-                    "arch_kwargs": {"features_per_stage": [32, 64, 128, 256]},
+                    "arch_kwargs": {
+                        "features_per_stage": [32, 64, 128, 256],
+                        "input_channel_indices": [0, 2],
+                    },
                     "_kw_requires_import": [],
                 },
                 "batch_dice": True,
@@ -96,11 +101,11 @@ def write_model(folder: Path, n_folds: int, spacing_zyx: list[float]) -> None:
         },
         "experiment_planner_used": "bench/predict_speed.py",
         "label_manager": "LabelManager",
-        "foreground_intensity_properties_per_channel": {"0": ct_stats, "1": pet_stats},
+        "foreground_intensity_properties_per_channel": {"0": ct_stats, "1": pet_stats, "2": pet_stats},
     }
     dataset = {
         "name": "PredictBench",
-        "channel_names": {"0": "CT", "1": "PET"},
+        "channel_names": {"0": "CT", "1": "PET", "2": "PET_zscore_patient"},
         "labels": {"background": 0, "relapse": [1, 1]},
         "regions_class_order": [1],
         "numTraining": 1,
@@ -110,7 +115,7 @@ def write_model(folder: Path, n_folds: int, spacing_zyx: list[float]) -> None:
     (folder / "plans.json").write_text(json.dumps(plans))
     (folder / "dataset.json").write_text(json.dumps(dataset))
     torch.manual_seed(0)
-    weights = RecurUNet(input_channels=2, num_classes=1).state_dict()
+    weights = RecurUNet(input_channels=3, num_classes=1, input_channel_indices=[0, 2]).state_dict()
     # Random weights give salt-and-pepper maps no trained model makes (millions of one-voxel contours); a
     # zero output layer gives probability 0.5 everywhere in the crop instead. The forward pass costs the
     # same, and with --thresholds 0.3,0.5 the ROIs are the whole crop (the largest possible) and empty.
