@@ -93,6 +93,23 @@ def table_markdown(table: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def overall_verdict(results: dict[str, dict]) -> tuple[bool, str]:
+    """(robust, one line): the default cohort must meet the target and >= 2 of the other seeds. A run without
+    the default cohort (``--skip-default``) is never called robust: the default is judged from its own run."""
+    others = [r for n, r in results.items() if n != "default"]
+    held = sum(1 for r in others if r.get("met"))
+    if "default" in results:
+        default_ok = bool(results["default"].get("met"))
+        default_text = "met" if default_ok else "NOT met"
+    else:
+        default_ok, default_text = False, "not run here (--skip-default)"
+    robust = default_ok and held >= min(2, len(others))
+    return robust, (
+        f"Default cohort: {default_text}; other seeds: {held}/{len(others)} met "
+        f"-> {'ROBUST' if robust else 'NOT robust'} (needs default + >= 2 of 3).\n"
+    )
+
+
 def run_demo(out: Path, seed: int | None, extra: list[str]) -> float:
     recur = shutil.which("recur") or str(Path(sys.executable).parent / "recur")
     command = [recur, "demo", "--out", str(out), *([] if seed is None else ["--seed", str(seed)]), *extra]
@@ -136,14 +153,7 @@ def main(argv=None) -> int:
         heading = f"## {name} (seed {label}{timing}): target {'met' if verdict['met'] else 'NOT met'}"
         md += [heading, "", table_markdown(table), "", checks, ""]
 
-    others = [r for n, r in results.items() if n != "default"]
-    held = sum(1 for r in others if r.get("met"))
-    default_ok = results.get("default", {}).get("met", args.skip_default)
-    robust = default_ok and held >= min(2, len(others))
-    verdict_line = (
-        f"Default cohort: {'met' if default_ok else 'NOT met'}; other seeds: {held}/{len(others)} met "
-        f"-> {'ROBUST' if robust else 'NOT robust'} (needs default + >= 2 of 3).\n"
-    )
+    robust, verdict_line = overall_verdict(results)
     md.insert(2, verdict_line)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "robustness.md").write_text("\n".join(md) + "\n")

@@ -53,3 +53,14 @@ def test_finetune_must_train_past_epoch_0(bench, tmp_path):
     epoch = bench.finetune_kept_epoch(tmp_path)
     table = bench.read_table1(_table(tmp_path, "AI random,8,0.26,20,6,9"))
     assert epoch == 0 and bench.check_target(table, epoch)["checks"]["finetune_past_epoch0"] is False
+
+
+def test_a_run_without_the_default_cohort_is_not_called_robust(bench):
+    """Regression: with --skip-default the report said "Default cohort: met" for a default it never ran."""
+    robust, line = bench.overall_verdict({"seed_1": {"met": True}, "seed_2": {"met": True}})
+    assert robust is False and "not run here" in line and "Default cohort: met" not in line
+    robust, line = bench.overall_verdict(
+        {"default": {"met": True}, "seed_1": {"met": True}, "seed_2": {"met": True}}
+    )
+    assert robust is True and "Default cohort: met" in line
+    assert bench.overall_verdict({"default": {"met": False}, "seed_1": {"met": True}})[0] is False
