@@ -1,6 +1,5 @@
 """The whole-case loader and the data-pipeline benchmark (smoke mode, so the script cannot rot)."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,22 +12,15 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _bench_module():
-    spec = importlib.util.spec_from_file_location("data_pipeline_bench", REPO / "bench" / "data_pipeline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
-def preprocessed(tmp_path, monkeypatch):
+def preprocessed(tmp_path, monkeypatch, load_bench):
     """Four blosc2 cases of 16 x 32 x 32, written by nnU-Net's own save_case, and a label manager."""
     from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         monkeypatch.setenv(name, str(tmp_path))
-    bench = _bench_module()
+    bench = load_bench("data_pipeline")
     name = bench.write_preprocessed_dataset(tmp_path, (16, 32, 32), 4)
     folder = tmp_path / name
     plans = PlansManager(json.loads((folder / "nnUNetRecurPlans.json").read_text()))

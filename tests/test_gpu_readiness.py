@@ -129,14 +129,8 @@ def test_gpu_epoch_script_smoke_mode_runs_on_cpu_and_writes_json_beside_its_tabl
     assert (tmp_path / "gpu_epoch.md").read_text().startswith("CPU")
 
 
-def test_epoch_seconds_are_read_from_the_trainer_log(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "bench" / "gpu_epoch.py"
-    spec = importlib.util.spec_from_file_location("gpu_epoch_bench", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_epoch_seconds_are_read_from_the_trainer_log(tmp_path, load_bench):
+    module = load_bench("gpu_epoch")
     fold = tmp_path / "Dataset990_X" / f"{module.TRAINER}__nnUNetRecurPlans__3d_recur" / "fold_0"
     fold.mkdir(parents=True)
     (fold / "training_log_2026_1_1.txt").write_text("Epoch time: 12.5 s\nfoo\nEpoch time: 3.25 s\n")

@@ -161,11 +161,11 @@ def test_shuffled_pair_scores_edge_cases():
     assert shuffled_pair_scores([hit, miss], np.random.default_rng(0))["dice"] == pytest.approx(2 / 3)
 
 
-def test_shuffled_pair_validation_of_one_case_equals_the_per_case_validation(tmp_path, monkeypatch):
+def test_shuffled_pair_validation_of_one_case_equals_the_per_case_validation(
+    tmp_path, monkeypatch, load_bench
+):
     """With one validation case the only 'pair' is that case: both validations must agree exactly."""
-    import importlib.util
     import json
-    from pathlib import Path
 
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
@@ -174,10 +174,7 @@ def test_shuffled_pair_validation_of_one_case_equals_the_per_case_validation(tmp
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         monkeypatch.setenv(name, str(tmp_path))
     monkeypatch.setenv("nnUNet_n_proc_DA", "0")
-    bench = Path(__file__).resolve().parents[1] / "bench" / "data_pipeline.py"
-    spec = importlib.util.spec_from_file_location("data_pipeline_bench", bench)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_bench("data_pipeline")
     name = module.write_preprocessed_dataset(tmp_path, (16, 32, 32), 3)
     plans = json.loads((tmp_path / name / "nnUNetRecurPlans.json").read_text())
     plans["continue_training"] = False
