@@ -18,7 +18,10 @@ Defects (``--defects``): patients are chosen by a permutation drawn from ``SeedS
 and given the causes in the order of ``DEFECT_CAUSES``; with N >= 10 cases each cause hits
 ``max(1, round(N / 25))`` patients (10 of 46 at the paper's cohort size), with N < 10 only the first
 ``N // 2`` causes hit one patient each, so at least half the cohort stays clean. A defective patient's
-ground truth is still complete (the defect is in the export, not in the truth).
+ground truth is still complete (the defect is in the export, not in the truth). In the DICOM layout
+``--defects`` also gives clean patients the dose-export quirks of ``plan.DOSE_QUIRKS`` (BEAM doses,
+a FRACTION dose, descending non-uniform frame offsets; none excludes the patient), recorded as
+``dose_quirk`` in the patient's ground truth (``plan.assign_dose_quirks``).
 
 Reruns: a patient whose ``ground_truth/<patient>.json`` exists (written last) is skipped; a rerun into the
 same folder with another seed, format, size or defects setting (or, with defects, another number of
@@ -37,6 +40,7 @@ import numpy as np
 
 from nnunet_recur.synthetic.geometry import SIZES
 from nnunet_recur.synthetic.patient import SyntheticPatient, generate_patient
+from nnunet_recur.synthetic.plan import assign_dose_quirks
 from nnunet_recur.synthetic.write_nifti import (
     write_ground_truth,
     write_hecktor_case,
@@ -78,7 +82,9 @@ def assign_defects(cases: int, seed: int) -> dict[int, str]:
     return {int(order[j]): cause for j, cause in enumerate(causes)}
 
 
-def _write_patient_folder(patient: SyntheticPatient, final: Path, fmt: str, defect: str | None) -> None:
+def _write_patient_folder(
+    patient: SyntheticPatient, final: Path, fmt: str, defect: str | None, dose_quirk: str | None = None
+) -> None:
     """Write an in-house patient folder under a temporary name, then rename it into place."""
     tmp = final.with_name(f".partial-{final.name}")
     for stale in (tmp, final):
@@ -88,7 +94,7 @@ def _write_patient_folder(patient: SyntheticPatient, final: Path, fmt: str, defe
     if fmt == "inhouse-dicom":
         from nnunet_recur.synthetic.write_dicom import write_inhouse_dicom
 
-        write_inhouse_dicom(patient, tmp, defect)
+        write_inhouse_dicom(patient, tmp, defect, dose_quirk)
     else:
         write_inhouse_nifti(patient, tmp, defect)
     os.replace(tmp, final)
@@ -136,6 +142,7 @@ def make_cohort(
     params = {"seed": int(seed), "format": fmt, "size": size, "defects": bool(defects), "cases": int(cases)}
     _check_parameters(gt_dir, params)
     defect_of = assign_defects(cases, seed) if defects else {}
+    quirk_of = assign_dose_quirks(cases, seed, set(defect_of)) if defects and fmt == "inhouse-dicom" else {}
     write_json(
         {**params, "generator": GENERATOR, "synthetic": True, "patients": names}, gt_dir / "cohort.json"
     )
@@ -153,8 +160,10 @@ def make_cohort(
         if fmt == "hecktor":
             write_hecktor_case(patient, out, name, defect)
         else:
-            _write_patient_folder(patient, out / "patients" / name, fmt, defect)
-        write_ground_truth(patient, gt_dir, name, {"format": fmt, "defect": defect})
+            _write_patient_folder(patient, out / "patients" / name, fmt, defect, quirk_of.get(index))
+        write_ground_truth(
+            patient, gt_dir, name, {"format": fmt, "defect": defect, "dose_quirk": quirk_of.get(index)}
+        )
         if progress:
             progress(name, False)
     write_json({names[i]: cause for i, cause in sorted(defect_of.items())}, gt_dir / "defects.json")

@@ -16,6 +16,7 @@ from scipy import ndimage
 from nnunet_recur.synthetic import lesions as _lesions
 from nnunet_recur.synthetic import phantom as _ph
 from nnunet_recur.synthetic.geometry import PatientGrids, grids_for
+from nnunet_recur.synthetic.plan import SyntheticPlan, make_plan
 from nnunet_recur.synthetic.relapse import make_relapse
 
 F18_HALF_LIFE_S = 6586.2
@@ -63,6 +64,7 @@ class SyntheticPatient:
     dose: PetDose
     info: dict = field(default_factory=dict)
     brain_roi: bool = True  # whether the RTSTRUCT carries a Brain ROI
+    plan: SyntheticPlan | None = None  # the treatment plan (analytic dose, RT Dose grid)
 
     @property
     def number(self) -> int:
@@ -154,6 +156,10 @@ def generate_patient(seed: int, index: int, size: str = "small") -> SyntheticPat
 
     ct = grids.ct
     vox = ct.voxel_volume_cc
+    plan = make_plan(seed, index, ct, gtvp | gtvn, labels_ct != _ph.AIR)
+    po_doses = plan.dose_at([c["position_mm"] for c in components]) if components else []
+    for record, dose_gy in zip(components, po_doses, strict=True):
+        record["dose_gy"] = round(float(dose_gy), 4)  # analytic, not read back from the RT Dose
     info = {
         "synthetic": True,
         "seed": int(seed),
@@ -177,6 +183,7 @@ def generate_patient(seed: int, index: int, size: str = "small") -> SyntheticPat
             "uptake_s": dose.uptake_s,
             "half_life_s": dose.half_life_s,
         },
+        "plan": plan.as_dict(),
     }
     return SyntheticPatient(
         seed=int(seed),
@@ -193,4 +200,5 @@ def generate_patient(seed: int, index: int, size: str = "small") -> SyntheticPat
         dose=dose,
         info=info,
         brain_roi=brain_roi,
+        plan=plan,
     )

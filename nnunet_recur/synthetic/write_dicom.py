@@ -10,12 +10,14 @@ file names spread over two sub-folders:
   PatientWeight, SeriesTime = injection + 55-75 min; per-slice AcquisitionTime differs on purpose); each
   slice has its own RescaleSlope = slice max / 32000, so the SUVbw read back is within
   SUVmax_slice / 64000 (< 5e-4) of the intended SUV;
+- one RT Plan (prescriptions 68/60/50 Gy in 34 fractions) and its RT Dose on an own 2.5-3 mm grid
+  (``write_rtplan``, ``write_rtdose``; the analytic dose model is in ``plan``);
 - one RTSTRUCT referencing the CT (ReferencedFrameOfReferenceSequence with every CT SOP instance in
   ContourImageSequence), CLOSED_PLANAR contours in mm on the CT slice planes, ROIs ``BODY``, ``GTV_T``,
   ``GTV_N`` (nodal patients), ``Relapse Volume_T``, ``Relapse Volume_N`` (second relapse component) and,
   for about half of the patients, ``Brain``.
 
-CT, PET and RTSTRUCT share one StudyInstanceUID and one FrameOfReferenceUID. All UIDs and file names are
+CT, PET, RTSTRUCT, RT Plan and RT Dose share one StudyInstanceUID and one FrameOfReferenceUID. All UIDs and file names are
 derived from (seed, patient number), so the export is deterministic.
 
 Contours: for every CT slice and ROI, the 0.5 iso-line of the zero-padded binary mask (contourpy, on the
@@ -367,9 +369,15 @@ def relapse_component(patient, component: int):
     return out
 
 
-def write_inhouse_dicom(patient, folder: Path, defect: str | None = None) -> None:
-    """The whole patient export (CT, PET, RTSTRUCT) into ``folder``, with an optional defect."""
+def write_inhouse_dicom(
+    patient, folder: Path, defect: str | None = None, dose_quirk: str | None = None
+) -> None:
+    """The whole patient export (CT, PET, RTSTRUCT, RT Plan, RT Dose) into ``folder``, with an optional
+    defect and an optional dose quirk (``plan.DOSE_QUIRKS``)."""
     import SimpleITK as sitk
+
+    from nnunet_recur.synthetic.write_rtdose import write_rtdose
+    from nnunet_recur.synthetic.write_rtplan import write_rtplan
 
     folder = Path(folder)
     namer = _Namer(patient.seed, patient.number)
@@ -391,3 +399,6 @@ def write_inhouse_dicom(patient, folder: Path, defect: str | None = None) -> Non
     if patient.brain_roi:
         rois.append(("Brain", "ORGAN", patient.brain))
     write_rtstruct(patient, folder, namer, ct_refs, rois)
+    if patient.plan is not None:
+        _, plan_uid = write_rtplan(patient, folder, namer)
+        write_rtdose(patient, folder, namer, plan_uid, dose_quirk)

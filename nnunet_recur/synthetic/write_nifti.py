@@ -81,7 +81,9 @@ def _ct_grid_files(patient, defect, masks):
 
 
 def write_inhouse_nifti(patient, folder: Path, defect: str | None = None) -> None:
-    """``ct.nii.gz`` (HU int16), ``pet.nii.gz`` (SUV float32, PET grid), ``gtv``, ``relapse`` (.nii.gz)."""
+    """``ct.nii.gz`` (HU int16), ``pet.nii.gz`` (SUV float32, PET grid), ``gtv``, ``relapse`` (.nii.gz),
+    ``dose.nii.gz`` (planned dose in Gy, float32, on the plan's own dose grid) and ``plan.json``
+    (prescriptions, fractions)."""
     folder = Path(folder)
     ct, (gtv, relapse) = _ct_grid_files(
         patient, defect, [union(patient.gtvp, patient.gtvn), union(patient.relapse)]
@@ -94,6 +96,14 @@ def write_inhouse_nifti(patient, folder: Path, defect: str | None = None) -> Non
     write_image(gtv, folder / "gtv.nii.gz")
     if defect != "relapse_missing":
         write_image(relapse, folder / "relapse.nii.gz")
+    if patient.plan is not None:
+        plan = patient.plan
+        write_image(plan.grid.to_image(plan.dose_on_grid.astype(np.float32)), folder / "dose.nii.gz")
+        info = plan.as_dict()
+        write_json(
+            {"prescriptions_gy": info["prescriptions_gy"], "fractions": info["fractions"], "synthetic": True},
+            folder / "plan.json",
+        )
 
 
 def hecktor_label(patient):
