@@ -1,4 +1,4 @@
-"""The synthetic treatment plan: prescriptions, an analytic planned dose, and the RT Dose grid it is exported on.
+"""The synthetic treatment plan: prescriptions, an analytic planned dose, the RT Dose grid it is exported on.
 
 Why analytic: the ground truth must say what dose each point of origin received without reading the
 exported file back (a reader bug would otherwise confirm itself). The dose is a closed-form function of

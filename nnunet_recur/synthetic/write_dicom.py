@@ -17,8 +17,8 @@ file names spread over two sub-folders:
   ``GTV_N`` (nodal patients), ``Relapse Volume_T``, ``Relapse Volume_N`` (second relapse component) and,
   for about half of the patients, ``Brain``.
 
-CT, PET, RTSTRUCT, RT Plan and RT Dose share one StudyInstanceUID and one FrameOfReferenceUID. All UIDs and file names are
-derived from (seed, patient number), so the export is deterministic.
+CT, PET, RTSTRUCT, RT Plan and RT Dose share one StudyInstanceUID and one FrameOfReferenceUID. All UIDs
+and file names are derived from (seed, patient number), so the export is deterministic.
 
 Contours: for every CT slice and ROI, the 0.5 iso-line of the zero-padded binary mask (contourpy, on the
 voxel-centre lattice). The line passes half-way between inside and outside voxel centres, so

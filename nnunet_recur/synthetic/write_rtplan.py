@@ -1,4 +1,4 @@
-"""RT Plan of a synthetic patient: the prescriptions, 34 fractions and five photon beams, written with pydicom.
+"""RT Plan of a synthetic patient: prescriptions, 34 fractions and five photon beams, written with pydicom.
 
 Only what a dose analysis reads is meaningful (DoseReferenceSequence with TARGET items carrying
 TargetPrescriptionDose in Gy, FractionGroupSequence with NumberOfFractionsPlanned and the referenced
