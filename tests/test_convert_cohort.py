@@ -297,7 +297,7 @@ def test_assemble_case_exclusion_causes():
 def test_new_patient_is_prepared_like_the_training_data(cohort, tmp_path):
     import shutil
 
-    from nnunet_recur.dataset_conversion.cohort import prepare_new_patient
+    from nnunet_recur.dataset_conversion.new_patient import prepare_new_patient
 
     root, src, summary = cohort
     folder = root / "raw" / "Dataset007_Tiny"

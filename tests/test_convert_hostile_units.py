@@ -24,12 +24,12 @@ from nnunet_recur.dataset_conversion.cohort import (  # noqa: E402
     SourceCase,
     convert_inhouse,
     fingerprint,
-    prepare_new_patient,
 )
 from nnunet_recur.dataset_conversion.dicom_series import scan_folder  # noqa: E402
 from nnunet_recur.dataset_conversion.errors import ConversionError  # noqa: E402
 from nnunet_recur.dataset_conversion.inhouse import InhouseOptions, load_inhouse_patient  # noqa: E402
 from nnunet_recur.dataset_conversion.locking import DatasetBusyError, dataset_lock  # noqa: E402
+from nnunet_recur.dataset_conversion.new_patient import prepare_new_patient  # noqa: E402
 from nnunet_recur.dataset_conversion.nifti_io import (  # noqa: E402
     check_nifti_file,
     nifti_problem,

@@ -232,8 +232,8 @@ def new_patient(
     Example: recur convert new-patient /data/new/patient17 --dataset $nnUNet_raw/Dataset502_RecurOPSCC
     --out new_cases
     """
-    from nnunet_recur.dataset_conversion.cohort import prepare_new_patient
     from nnunet_recur.dataset_conversion.errors import ConversionError
+    from nnunet_recur.dataset_conversion.new_patient import prepare_new_patient
 
     if not (dataset / "dataset.json").is_file():
         typer.echo(f"error: {dataset}: no dataset.json (pass the DatasetXXX_Name folder)", err=True)

@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -67,14 +66,6 @@ CASE_PREFIX = "RECUR"
 CONVERTED = "converted"
 EXCLUDED = "excluded"
 SKIPPED = "skipped"
-CASE_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def check_case_id(case_id: str) -> str:
-    """A case id is a file-name stem: letters, digits, '_' and '-' only (no separators, no '..')."""
-    if not CASE_ID_RE.match(case_id or ""):
-        raise ValueError(f"case id {case_id!r} must be letters, digits, '_' or '-' (it becomes a file name)")
-    return case_id
 
 
 @dataclass(frozen=True)
@@ -443,6 +434,28 @@ def convert_cohort(
         )
 
 
+class _StateFile:
+    """REPORT_DIR/conversion_state.json: saved after pass 1 and after every written case, so an
+    interrupted run resumes where it stopped."""
+
+    def __init__(self, path: Path, settings_key: str):
+        self.path = path
+        self.settings_key = settings_key
+
+    def previous(self) -> dict[str, dict]:
+        return _load_state(self.path, self.settings_key)
+
+    def save(self, records: dict[str, CaseRecord]) -> None:
+        write_json_atomic(
+            self.path,
+            {
+                "version": STATE_VERSION,
+                "prepare_settings": self.settings_key,
+                "patients": {p: records[p].to_json() for p in sorted(records)},
+            },
+        )
+
+
 def _convert_locked(
     sources: Sequence[SourceCase],
     settings: ConversionSettings,
@@ -454,15 +467,37 @@ def _convert_locked(
     dataset_folder: Path,
     report_dir: Path,
 ) -> ConversionSummary:
-    """convert_cohort's work, run while holding the dataset lock."""
+    """convert_cohort's work, run while holding the dataset lock: check, split and box, write, report."""
     report_dir.mkdir(parents=True, exist_ok=True)
     dataset_folder.mkdir(parents=True, exist_ok=True)
     writer = DatasetWriter(dataset_folder, CASE_PREFIX)
     stage_root = writer.tmp_dir / "staging"
-
     settings_key = prepare_settings_key(settings)
-    state_path = report_dir / "conversion_state.json"
-    previous = _load_state(state_path, settings_key)
+    state = _StateFile(report_dir / "conversion_state.json", settings_key)
+
+    records = check_patients(sources, settings, source_root, show_progress, stage_root, state)
+    split, box = choose_split_and_box(records, settings, writer)
+    written, skipped = write_cases(
+        records, sources, settings, split, box, writer, stage_root, state, show_progress
+    )
+    remove_stale_cases(records, writer)
+    summary = write_reports(records, sources, settings, split, box, writer, folder_name, report_dir, hidden)
+    state.save(records)
+    summary.written, summary.skipped = written, skipped
+    return summary
+
+
+def check_patients(
+    sources: Sequence[SourceCase],
+    settings: ConversionSettings,
+    source_root: str | None,
+    show_progress: bool,
+    stage_root: Path,
+    state: _StateFile,
+) -> dict[str, CaseRecord]:
+    """Pass 1: load, check, measure and stage every patient whose files or settings changed since the
+    last run; the others keep their remembered record."""
+    previous = state.previous()
     ids = case_ids([s.patient for s in sources])
     records: dict[str, CaseRecord] = {}
     jobs = []
@@ -496,21 +531,24 @@ def _convert_locked(
         record.output_key = ""
         record.part = ""
 
-    def save_state() -> None:
-        # Saved after pass 1 and after every written case, so an interrupted run resumes where it stopped.
-        write_json_atomic(
-            state_path,
-            {
-                "version": STATE_VERSION,
-                "prepare_settings": settings_key,
-                "patients": {p: records[p].to_json() for p in sorted(records)},
-            },
-        )
-
     _run_parallel(jobs, settings.workers, "checking patients", on_prepared, show_progress)
-    save_state()
+    state.save(records)
+    return records
 
-    included = sorted((r for r in records.values() if r.status == CONVERTED), key=lambda r: r.case)
+
+def _included(records: dict[str, CaseRecord]) -> list[CaseRecord]:
+    return sorted((r for r in records.values() if r.status == CONVERTED), key=lambda r: r.case)
+
+
+def _part(case: str, split: Split | None) -> str:
+    return "Ts" if split and case in split.test else "Tr"
+
+
+def choose_split_and_box(
+    records: dict[str, CaseRecord], settings: ConversionSettings, writer: DatasetWriter
+) -> tuple[Split | None, CropBox]:
+    """Split the converted patients, then derive the crop box from train+val."""
+    included = _included(records)
     case_to_record = {r.case: r for r in included}
     split = (
         make_split(list(case_to_record), settings.split, settings.seed)
@@ -526,16 +564,37 @@ def _convert_locked(
     box = (
         _crop_box(settings.crop, [case_to_record[c].measurement for c in train_val]) if included else no_box()
     )
-    box_json = box.to_json()
+    return split, box
 
+
+def _mask_names(settings: ConversionSettings) -> tuple[str, ...]:
+    return MASK_NAMES if settings.with_masks and settings.kind == "inhouse" else ("gtv",)
+
+
+def write_cases(
+    records: dict[str, CaseRecord],
+    sources: Sequence[SourceCase],
+    settings: ConversionSettings,
+    split: Split | None,
+    box: CropBox,
+    writer: DatasetWriter,
+    stage_root: Path,
+    state: _StateFile,
+    show_progress: bool,
+) -> tuple[int, int]:
+    """Pass 2: crop and write every converted case whose output key changed (a case already written with
+    the same inputs, box and part is skipped); a write failure excludes that patient only.
+    Returns (written, skipped)."""
+    box_json = box.to_json()
     writer.ensure_folders(with_test=bool(split and split.test), with_masks=settings.with_masks)
-    mask_names = MASK_NAMES if settings.with_masks and settings.kind == "inhouse" else ("gtv",)
+    mask_names = _mask_names(settings)
+    settings_key = state.settings_key
     write_jobs = []
     pending_keys: dict[str, str] = {}
     skipped = 0
     by_patient = {s.patient: s for s in sources}
-    for record in included:
-        part = "Ts" if split and record.case in split.test else "Tr"
+    for record in _included(records):
+        part = _part(record.case, split)
         key = _sha1([settings_key, record.fingerprint, box_json, part, record.case, STATE_VERSION])
         if record.output_key == key and writer.case_verified(record.case, part, mask_names):
             skipped += 1
@@ -555,20 +614,20 @@ def _convert_locked(
                     str(stage_root / record.case),
                     box_json,
                     record.measurement.centre_index,
-                    str(dataset_folder),
+                    str(writer.folder),
                 ),
             )
         )
         pending_keys[record.patient] = key
 
-    failures: dict[str, str] = {}
+    failures: dict[str, tuple[str, str]] = {}
 
     def on_written(patient: str, result: dict) -> None:
         record = records[patient]
         if result["ok"]:
             record.notes = [n for n in record.notes if "outside the crop box" not in n] + result["notes"]
             record.output_key = pending_keys[patient]
-            save_state()
+            state.save(records)
         else:
             failures[patient] = (result.get("cause") or UNREADABLE, result["error"])
             record.output_key = ""
@@ -578,20 +637,35 @@ def _convert_locked(
         record = records[patient]
         record.status, record.cause, record.detail = EXCLUDED, cause, f"writing failed: {error}"
         writer.remove_case(record.case)
+    return len(write_jobs) - len(failures), skipped
 
-    # Everything not in its right place any more (excluded since, moved between Tr and Ts) goes.
-    final = {
-        r.case: ("Ts" if split and r.case in split.test else "Tr")
-        for r in records.values()
-        if r.status == CONVERTED
-    }
+
+def remove_stale_cases(records: dict[str, CaseRecord], writer: DatasetWriter) -> None:
+    """Everything not in its right place any more (excluded since, moved between Tr and Ts) goes."""
+    final = {r.case for r in records.values() if r.status == CONVERTED}
     for case in writer.cases_on_disk():
         if case not in final:
             writer.remove_case(case)
     writer.cleanup_tmp()
 
+
+def write_reports(
+    records: dict[str, CaseRecord],
+    sources: Sequence[SourceCase],
+    settings: ConversionSettings,
+    split: Split | None,
+    box: CropBox,
+    writer: DatasetWriter,
+    folder_name: str,
+    report_dir: Path,
+    hidden: Sequence[str],
+) -> ConversionSummary:
+    """dataset.json, splits_final.json, and the QC report (exclusions.csv, cases.csv, summary.json, the
+    optional id map). `written`/`skipped` of the returned summary are filled in by the caller."""
+    dataset_folder = writer.folder
+    box_json = box.to_json()
     converted = {r.patient: r.case for r in records.values() if r.status == CONVERTED}
-    train_cases = sorted(c for c, part in final.items() if part == "Tr")
+    train_cases = sorted(c for c in converted.values() if _part(c, split) == "Tr")
     labels = (
         relapse_dataset_labels()
         if settings.kind == "inhouse"
@@ -599,7 +673,7 @@ def _convert_locked(
     )
     content = base_dataset_json(settings.name, settings.description, labels, len(train_cases))
     content["recur_crop"] = box_json
-    content["recur_conversion"] = _conversion_record(settings, split, mask_names)
+    content["recur_conversion"] = _conversion_record(settings, split, _mask_names(settings))
     writer.write_dataset_json(content)
 
     splits_path, splits_note = None, ""
@@ -628,7 +702,6 @@ def _convert_locked(
             "skipped_hidden_folders": sorted(hidden),
         },
     )
-    save_state()
     return ConversionSummary(
         dataset_folder=dataset_folder,
         report_dir=report_dir,
@@ -639,8 +712,8 @@ def _convert_locked(
         box=box,
         splits_path=splits_path,
         splits_note=splits_note,
-        written=len(write_jobs) - len(failures),
-        skipped=skipped,
+        written=0,
+        skipped=0,
         line=line,
         hidden=sorted(hidden),
     )
@@ -862,112 +935,3 @@ def convert_hecktor(
         description="HECKTOR 2022 primary (and nodal) GTV, for pre-training (nnunet-recur; CT HU, PET SUV)",
     )
     return convert_cohort(hecktor_sources(src), settings, source_root=str(src), show_progress=show_progress)
-
-
-@dataclass
-class NewPatientInput:
-    """A new patient prepared like the training data: the case on its CT grid, the cropped images the
-    model sees (keys as `crop_case`), and where the box sits (voxel index of its first voxel in `case.ct`)."""
-
-    case: object  # PreparedCase (carries planning_ct / planning_series for putting predictions back)
-    images: dict
-    box: CropBox
-    box_start: tuple[int, int, int]
-
-
-def crop_box_of(dataset_json: dict) -> CropBox:
-    """The crop box recorded by the converter; KeyError('recur_crop') when there is none."""
-    if "recur_crop" not in dataset_json:
-        raise KeyError("recur_crop")
-    return CropBox.from_json(dataset_json["recur_crop"])
-
-
-def prepare_new_patient_input(
-    patient_folder: str | Path,
-    dataset_json: dict,
-    *,
-    roi_gtv: str | None = None,
-    roi_brain: str | None = None,
-    pet_series: str | None = None,
-    ct_series: str | None = None,
-) -> NewPatientInput:
-    """The one preparation path of a new patient (no relapse yet), shared by `recur convert new-patient`
-    and `recur predict`: same reader, checks, axial cut and PET resampling as training, and the crop box
-    recorded in the training dataset's dataset.json (same size in voxels, centred on this patient's GTV).
-    Raises ConversionError with the exclusion cause when the patient fails a check."""
-    from nnunet_recur.dataset_conversion import geometry
-    from nnunet_recur.dataset_conversion.inhouse import load_inhouse_patient
-    from nnunet_recur.dataset_conversion.prepare import crop_case, measure_case
-
-    box = crop_box_of(dataset_json)
-    defaults = InhouseOptions()
-    options = InhouseOptions(
-        roi_gtv=roi_gtv or defaults.roi_gtv,
-        roi_brain=roi_brain or defaults.roi_brain,
-        require_relapse=False,
-        pet_series=pet_series,
-        ct_series=ct_series,
-    )
-    options.validate()
-    case = load_inhouse_patient(patient_folder, options)
-    centre = measure_case(case).centre_index
-    images = crop_case(case, box, centre)
-    start = geometry.box_start(centre, box.size_voxels) if box.size_voxels is not None else (0, 0, 0)
-    return NewPatientInput(case=case, images=images, box=box, box_start=start)
-
-
-def prepare_new_patient(
-    patient_folder: str | Path,
-    dataset_folder: str | Path,
-    out_dir: str | Path,
-    case_id: str = "RECUR_NEW",
-    *,
-    roi_gtv: str | None = None,
-    roi_brain: str | None = None,
-    pet_series: str | None = None,
-    ct_series: str | None = None,
-) -> dict[str, Path]:
-    """A new patient (no relapse yet) prepared exactly like the training data of `dataset_folder`, for
-    `nnUNetv2_predict -i OUT_DIR` (see `prepare_new_patient_input`).
-
-    Writes OUT_DIR/<case>_0000.nii.gz (CT), _0001.nii.gz (PET SUV), _0002.nii.gz (PET z-scored on the patient
-    level) and OUT_DIR/masks/<case>_gtv|_brain.nii.gz (the masks the evaluation reads); a relapse, when the
-    folder has one, goes to OUT_DIR/labels/<case>.nii.gz. Raises ConversionError with the exclusion cause when
-    the patient fails a check, ValueError for a case id that is not a plain file-name stem (`[A-Za-z0-9_-]`:
-    `../../x` would write outside OUT_DIR).
-    """
-    check_case_id(case_id)
-    dataset_json = json.loads((Path(dataset_folder) / "dataset.json").read_text())
-    images = prepare_new_patient_input(
-        patient_folder,
-        dataset_json,
-        roi_gtv=roi_gtv,
-        roi_brain=roi_brain,
-        pet_series=pet_series,
-        ct_series=ct_series,
-    ).images
-    out_dir = Path(out_dir)
-    targets = {
-        "ct": out_dir / f"{case_id}_0000.nii.gz",
-        "pet": out_dir / f"{case_id}_0001.nii.gz",
-        "pet_zscore": out_dir / f"{case_id}_0002.nii.gz",
-        "mask_gtv": out_dir / "masks" / f"{case_id}_gtv.nii.gz",
-        "mask_brain": out_dir / "masks" / f"{case_id}_brain.nii.gz",
-        "label": out_dir / "labels" / f"{case_id}.nii.gz",
-    }
-    import SimpleITK as sitk
-
-    from nnunet_recur.dataset_conversion.nifti_io import verify_written_nifti
-
-    if not sitk.GetArrayViewFromImage(images["label"]).any():
-        del targets["label"]
-    for key, target in targets.items():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name[: -len('.nii.gz')]}.tmp{os.getpid()}.nii.gz")
-        try:
-            sitk.WriteImage(images[key], str(tmp), useCompression=True)
-            verify_written_nifti(tmp)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return targets

@@ -131,8 +131,8 @@ def _volume_ml(mask: np.ndarray, voxel_ml: float) -> float:
 
 def predict_patient(folder: str | Path, predictor, options: PredictOptions) -> Prediction:
     """Compute the prediction of one patient folder (nothing written). Raises PatientError."""
-    from nnunet_recur.dataset_conversion.cohort import prepare_new_patient_input
     from nnunet_recur.dataset_conversion.errors import ConversionError
+    from nnunet_recur.dataset_conversion.new_patient import prepare_new_patient_input
     from nnunet_recur.prediction.inference import ensemble
 
     folder = Path(folder)
