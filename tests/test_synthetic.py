@@ -295,8 +295,10 @@ def test_layout_and_ground_truth(paired_cohorts):
     nifti = paired_cohorts / "nifti" / "patients" / "PAT_4_001"
     assert sorted(p.name for p in nifti.iterdir()) == [
         "ct.nii.gz",
+        "dose.nii.gz",
         "gtv.nii.gz",
         "pet.nii.gz",
+        "plan.json",
         "relapse.nii.gz",
     ]
     ct = sitk.ReadImage(str(nifti / "ct.nii.gz"))
@@ -311,11 +313,13 @@ def test_dicom_valid_uids_and_suv(paired_cohorts):
         nifti = paired_cohorts / "nifti" / "patients" / name
         assert all("CT" not in p.name and "PT" not in p.name for p in folder.rglob("*"))  # names say nothing
         groups = read_dicom_folder(folder)
-        assert set(groups) == {"CT", "PT", "RTSTRUCT"} and len(groups["RTSTRUCT"]) == 1
+        assert set(groups) == {"CT", "PT", "RTSTRUCT", "RTPLAN", "RTDOSE"} and len(groups["RTSTRUCT"]) == 1
+        assert len(groups["RTPLAN"]) == 1 and len(groups["RTDOSE"]) == 1
         ct_slices = sorted(groups["CT"], key=lambda t: slice_z(t[1]))
         pet_slices = sorted(groups["PT"], key=lambda t: slice_z(t[1]))
         rs = groups["RTSTRUCT"][0][1]
-        frames = {ds.FrameOfReferenceUID for _, ds in ct_slices + pet_slices}
+        rt = groups["RTPLAN"] + groups["RTDOSE"]
+        frames = {ds.FrameOfReferenceUID for _, ds in ct_slices + pet_slices + rt}
         assert len(frames) == 1
         frame = frames.pop()
         assert rs.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID == frame

@@ -36,6 +36,18 @@ _CT_SERIES_HELP = (
     "regex of the SeriesDescription."
 )
 
+_RX_HELP = (
+    "Prescriptions in Gy, e.g. 68,60,50, for patients whose RT Plan records none (or who have no RT Plan); "
+    "written to doseTr|doseTs/<case>.json with prescription_source --rx."
+)
+_DOSE_PLAN_HELP = (
+    "RT Plan SOPInstanceUID whose dose to use when a patient has PLAN doses of several plans (the error "
+    "names them)."
+)
+_REQUIRE_DOSE_HELP = (
+    "Exclude patients without an RT Dose (cause dose_missing); by default they convert without."
+)
+
 
 def _finish(summary) -> None:
     """Print the one-line summary and where things went; exit 0 when at least one patient converted."""
@@ -138,13 +150,22 @@ def inhouse(
     raw_dir: Path = typer.Option(None, "--raw-dir", help=_RAW_DIR_HELP),
     pet_series: str = typer.Option(None, "--pet-series", help=_PET_SERIES_HELP),
     ct_series: str = typer.Option(None, "--ct-series", help=_CT_SERIES_HELP),
+    rx: str = typer.Option(None, "--rx", help=_RX_HELP),
+    dose_plan: str = typer.Option(None, "--dose-plan", help=_DOSE_PLAN_HELP),
+    require_dose: bool = typer.Option(False, "--require-dose", help=_REQUIRE_DOSE_HELP),
 ) -> None:
     """Convert an in-house cohort into a relapse dataset (help text: INHOUSE_HELP).
 
     Example: recur convert inhouse synth_out/patients --dataset-id 501 --split paper --seed 1
     """
     from nnunet_recur.dataset_conversion.cohort import convert_inhouse
+    from nnunet_recur.dataset_conversion.dose_conversion import parse_rx
 
+    try:
+        prescriptions = parse_rx(rx)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     _run(
         convert_inhouse,
         src=src,
@@ -162,6 +183,9 @@ def inhouse(
         raw_dir=raw_dir,
         pet_series=pet_series,
         ct_series=ct_series,
+        rx=prescriptions,
+        dose_plan=dose_plan,
+        require_dose=require_dose,
     )
 
 

@@ -251,12 +251,14 @@ def prepare_worker(
     source: SourceCase, settings: ConversionSettings, stage_dir: str, root: str | None
 ) -> dict:
     """Pass 1 for one patient: load + check + measure + stage. Never raises (the batch carries on)."""
+    from nnunet_recur.dataset_conversion.dose_conversion import stage_dose
     from nnunet_recur.dataset_conversion.prepare import measure_case, stage_case
 
     try:
         shutil.rmtree(stage_dir, ignore_errors=True)  # leftovers of an interrupted run
         case = _load(source, settings)
         measurement = measure_case(case)
+        case.notes.extend(stage_dose(source, settings, case, Path(stage_dir)))  # before stage_case: complete
         stage_case(case, Path(stage_dir))
         return {
             "status": CONVERTED,
@@ -290,6 +292,7 @@ def write_worker(
     import numpy as np
     import SimpleITK as sitk
 
+    from nnunet_recur.dataset_conversion.dose_conversion import write_case_dose
     from nnunet_recur.dataset_conversion.prepare import crop_case, load_staged
 
     try:
@@ -299,6 +302,9 @@ def write_worker(
         box = CropBox.from_json(box_json)
         images = crop_case(case, box, tuple(centre_index))
         DatasetWriter(Path(dataset_folder)).write_case(case_id, part, images)
+        write_case_dose(
+            source, settings, case, Path(stage_dir), images["ct"], Path(dataset_folder), case_id, part
+        )
         shutil.rmtree(stage_dir, ignore_errors=True)
         before = int(np.count_nonzero(sitk.GetArrayViewFromImage(case.label)))
         after = int(np.count_nonzero(sitk.GetArrayViewFromImage(images["label"])))
@@ -866,8 +872,12 @@ def convert_inhouse(
     show_progress: bool = True,
     pet_series: str | None = None,
     ct_series: str | None = None,
+    rx: tuple[float, ...] | None = None,
+    dose_plan: str | None = None,
+    require_dose: bool = False,
 ) -> ConversionSummary:
-    """Convert an in-house cohort (one folder per patient in SRC, DICOM or NIfTI) into a relapse dataset."""
+    """Convert an in-house cohort (one folder per patient in SRC, DICOM or NIfTI) into a relapse dataset
+    (with its planned dose beside it, docs/conversion.md "Planned dose")."""
     defaults = InhouseOptions()
     options = InhouseOptions(
         roi_gtv=roi_gtv or defaults.roi_gtv,
@@ -875,6 +885,9 @@ def convert_inhouse(
         roi_brain=roi_brain or defaults.roi_brain,
         pet_series=pet_series,
         ct_series=ct_series,
+        rx=tuple(rx) if rx else None,
+        dose_plan=dose_plan,
+        require_dose=require_dose,
     )
     settings = ConversionSettings(
         kind="inhouse",

@@ -53,6 +53,9 @@ class InhouseOptions:
     require_relapse: bool = True  # False for a new patient at inference (no relapse yet)
     pet_series: str | None = None  # SeriesInstanceUID or SeriesDescription regex; overrides the choice
     ct_series: str | None = None  # same, for the CT when the RTSTRUCT references none
+    rx: tuple[float, ...] | None = None  # prescriptions (Gy) where the RT Plan gives none (--rx)
+    dose_plan: str | None = None  # RT Plan SOPInstanceUID whose dose to use (--dose-plan)
+    require_dose: bool = False  # a patient without RT Dose is excluded (dose_missing)
 
     def validate(self) -> None:
         patterns = (

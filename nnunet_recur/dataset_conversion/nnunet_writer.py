@@ -156,14 +156,14 @@ class DatasetWriter:
             shutil.rmtree(staging, ignore_errors=True)
 
     def _case_files(self):
-        """Yield (path, case, part) for every converter-named file in the images/labels/masks folders."""
-        for sub in ("images", "labels", "masks"):
+        """Yield (path, case, part) for every converter-named file in the images/labels/masks/dose folders."""
+        for sub in ("images", "labels", "masks", "dose"):
             for part in PARTS:
                 folder = self.folder / f"{sub}{part}"
                 if not folder.is_dir():
                     continue
                 for path in folder.iterdir():
-                    match = self._case_re.match(path.name)
+                    match = self._case_re.match(path.name.replace(".json", FILE_ENDING))
                     if match:
                         yield path, match.group(1), part
 

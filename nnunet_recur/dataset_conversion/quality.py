@@ -47,6 +47,10 @@ CAUSE_WORDS = {
     "unsupported_image": "unsupported image",
     "contour_invalid": "invalid contour",
     "not_a_file": "not a file",
+    "dose_invalid": "RT Dose invalid",
+    "dose_ambiguous": "RT Dose ambiguous",
+    "dose_not_covering_gtv": "dose grid does not cover the GTV",
+    "dose_missing": "RT Dose missing",
     "write_failed": "write failed",
     "oom/killed": "worker killed (out of memory?)",
 }
