@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from nnunet_recur.evaluation.cli_dose import dose_pattern
 from nnunet_recur.evaluation.cli_training_curves import training_curves
 
 app = typer.Typer(
@@ -419,6 +420,12 @@ def compare(
         "in summary.json",
     ),
     workers: int = typer.Option(1, "--workers", min=1, help=WORKERS_HELP),
+    dose: Path | None = typer.Option(
+        None, "--dose", help="dose folder (<case>.nii.gz Gy + <case>.json): adds 'In-field POs captured'"
+    ),
+    rx: str | None = typer.Option(
+        None, "--rx", help="with --dose: prescriptions (Gy) if <case>.json has none"
+    ),
 ) -> None:
     """Compare methods against the reference relapse: per-case metrics, Table 1, tests, figures.
 
@@ -496,6 +503,11 @@ def compare(
             "provenance": provenance([path for r in results for path in r.inputs]),
         }
         summary = report.write_compare_report(stage, results, methods, best_name, seed, settings, extra)
+        if dose is not None:  # the in-field column (recur-eval dose-pattern's PO-dose rule)
+            from nnunet_recur.evaluation import dose_report
+
+            infield = dose_report.infield_capture(results, labels, dose, rx)
+            dose_report.add_infield_column(stage, infield)
         for note in summary["warnings"]:
             typer.echo(f"warning: {note}", err=True)
         if figures:
@@ -523,6 +535,7 @@ def compare(
 
 
 _command("training-curves")(training_curves)
+_command("dose-pattern")(dose_pattern)
 
 
 def main() -> None:

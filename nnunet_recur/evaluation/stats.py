@@ -216,3 +216,25 @@ def fisher_po(captured_a: int, total_a: int, captured_b: int, total_b: int) -> d
         return {"table": table, "odds_ratio": None, "p_value": None}
     res = stats.fisher_exact(table, alternative="two-sided")
     return {"table": table, "odds_ratio": _finite(res.statistic), "p_value": _finite(res.pvalue)}
+
+
+#: Two-sided 95 % standard-normal quantile, z_{0.975} (to 16 digits; no scipy needed).
+Z_95 = 1.959963984540054
+
+
+def wilson_ci(successes: int, total: int, z: float = Z_95) -> tuple[float | None, float | None]:
+    """Wilson score interval of a proportion k / n (Wilson 1927; Newcombe 1998, method 3, no continuity
+    correction): centre (k + z^2/2) / (n + z^2), half-width z sqrt(k (n - k) / n + z^2/4) / (n + z^2).
+
+    Chosen over the Wald interval because it stays inside [0, 1] and keeps its coverage at 0 / n and n / n,
+    which a handful of POs per class makes common. (None, None) for n = 0: no proportion exists.
+    """
+    k, n = int(successes), int(total)
+    if n < 0 or not 0 <= k <= n:
+        raise ValueError(f"Wilson interval needs 0 <= successes <= total, got {k} / {n}")
+    if n == 0:
+        return None, None
+    z2 = z * z
+    centre = (k + z2 / 2.0) / (n + z2)
+    half = z * math.sqrt(k * (n - k) / n + z2 / 4.0) / (n + z2)
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -250,12 +250,14 @@ def nonfinite_nifti_voxels(path: Path) -> int:
         return 0 if layout.dtype is None else _count_nonfinite(fh, layout)
 
 
-def _guarded_float_voxels(path: Path) -> np.ndarray | None:
+def _guarded_float_voxels(path: Path, allow_nan: bool = False) -> np.ndarray | None:
     """One pass over a NIfTI's voxel stream: NaN / inf refused; unscaled float voxels returned.
 
     Returns the voxels (1-D, file order) of an unscaled float32/float64 file, decompressed once, so
     the NaN check costs no second decompression and ITK is left only the header. None for other files:
     integer voxels cannot hold NaN; scaled or complex floats are scanned here and then read by ITK.
+    `allow_nan` (a dose's "not covered" voxels): NaN is kept, inf still refused; a scaled float file
+    then refuses NaN too, because ITK would turn it into 0 on reading it.
     """
     with _voxel_stream(path) as fh:
         layout = _nifti_layout(path, fh.read(544))
@@ -265,6 +267,11 @@ def _guarded_float_voxels(path: Path) -> np.ndarray | None:
             _refuse_nonfinite(_count_nonfinite(fh, layout), path)
             return None
         values = _read_all_voxels(fh, layout, path)
+    if allow_nan:
+        infinite = int(np.count_nonzero(np.isinf(values)))
+        if infinite:
+            raise EvaluationError(f"{path}: {infinite} infinite voxel(s); refusing to score them")
+        return values
     _refuse_nonfinite(int(values.size - np.count_nonzero(np.isfinite(values))), path)
     return values
 
@@ -274,11 +281,12 @@ def _refuse_nonfinite(count: int, path: Path) -> None:
         raise EvaluationError(f"{path}: {count} non-finite voxel(s) (NaN or inf); refusing to score them")
 
 
-def read_volume(path: Path, dtype=None) -> Volume:
+def read_volume(path: Path, dtype=None, allow_nan: bool = False) -> Volume:
     """Read one NIfTI (or any SimpleITK format) file, refusing missing, truncated and non-finite files.
 
     Every failure is an EvaluationError naming the file. Unscaled float NIfTI voxels are decompressed
     once by us (and checked for NaN / inf on the way); ITK then only reads the header for the grid.
+    `allow_nan=True` is for a dose only (NaN = "not covered by the dose grid"); inf is refused anyway.
     """
     import SimpleITK as sitk
 
@@ -287,7 +295,7 @@ def read_volume(path: Path, dtype=None) -> Volume:
         raise EvaluationError(f"{path}: file not found")
     if path.name.endswith((".nii", NIFTI)):
         require_complete(path)
-        values = _guarded_float_voxels(path)
+        values = _guarded_float_voxels(path, allow_nan)
         if values is not None:
             reader = sitk.ImageFileReader()
             reader.SetFileName(str(path))
