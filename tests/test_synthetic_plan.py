@@ -1,4 +1,4 @@
-"""The synthetic plan: the analytic dose model, its RT Dose/RT Plan export read back, the quirks, the zones."""
+"""The synthetic plan: the analytic dose model, its RT Dose/RT Plan export read back, quirks, zones."""
 
 from __future__ import annotations
 
@@ -76,10 +76,11 @@ def test_relapse_zones_fall_in_dose_as_documented(patients):
         assert np.all((dose[codes == 4] >= 0.95 * RX[2]) & (dose[codes == 4] < 0.95 * RX[0]))  # ctv3 elective
         assert np.all(dose[codes == 5] < 0.95 * RX[2] + 1e-6)  # outside: out of field
         assert all(np.any(codes == c) for c in (1, 3, 4, 5))
-        assert np.mean(dose[codes == 3] >= 0.95 * RX[0]) > 0.3  # ctv1: partly in-field (7 of its 10 mm)
+        assert np.mean(dose[codes == 3] >= 0.95 * RX[0]) > 0.5  # ctv1: mostly in-field (8 of its 10 mm)
     for patient in patients:  # the ground truth's PO dose is the formula at the PO
         for po in patient.info["points_of_origin"]:
-            assert po["dose_gy"] == pytest.approx(float(patient.plan.dose_at([po["position_mm"]])[0]), abs=1e-4)
+            analytic = float(patient.plan.dose_at([po["position_mm"]])[0])
+            assert po["dose_gy"] == pytest.approx(analytic, abs=1e-4)
 
 
 def _export(patient, folder, quirk=None):

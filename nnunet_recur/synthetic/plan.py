@@ -10,14 +10,14 @@ distance that defines the relapse zones of ``relapse.py``):
 
 - Prescriptions (34 fractions): 68 Gy to GTV + 5 mm, 60 Gy to the band up to 15 mm, 50 Gy to the elective
   neck up to 30 mm. The edges e1 < e2 < e3 are solved so that the 95 % isodose of each level lies at
-  ``ISODOSE_95_MM`` = 7, 16 and 30 mm: each target is covered by its 95 % isodose, the 68 Gy one with the
+  ``ISODOSE_95_MM`` = 8, 16 and 30 mm: each target is covered by its 95 % isodose, the 68 Gy one with the
   spill a planner leaves past GTV + 5 mm.
 - Penumbra: every edge is an error function with sigma 4.2 mm, so a full fall-off drops from 80 % to 20 %
   over 1.683 sigma = 7.1 mm (the 6-8 mm of a photon beam edge). Beyond the elective neck a low-dose bath
   decays from 15 Gy; D falls monotonically with d.
-- Where relapse zones land (docs/synthetic_cohort.md): pet_gtv, gtv_rest (d = 0, D ~ 68.5 Gy) in-field;
-  ctv1 (0 < d <= 10) in-field up to 7 mm; ctv3 (15 < d <= 30) elective (>= 47.5 Gy); outside (d > 30)
-  out of field (< 47.5 Gy).
+- Where relapse zones land (docs/synthetic_cohort.md): pet_gtv, gtv_rest (d = 0, D ~ 68.8 Gy) in-field;
+  ctv1 (0 < d <= 10) in-field up to 8 mm (~70 % of its voxels); ctv3 (15 < d <= 30) elective
+  (>= 47.5 Gy); outside (d > 30) out of field (< 47.5 Gy).
 
 The RT Dose grid is the plan's own: 2.5-3 mm, covering the body's bounding box on the CT, with its origin
 shifted from the CT voxel centres by a random fraction of its spacing; pixels uint16 or uint32 with
@@ -39,7 +39,7 @@ from nnunet_recur.synthetic.geometry import Grid
 PRESCRIPTIONS_GY = (68.0, 60.0, 50.0)
 FRACTIONS = 34
 TARGET_OUTER_MM = (5.0, 15.0, 30.0)  # outer edge of each target, as distance from the GTV
-ISODOSE_95_MM = (7.0, 16.0, 30.0)  # where each level's 95 % isodose lies
+ISODOSE_95_MM = (8.0, 16.0, 30.0)  # where each level's 95 % isodose lies
 PENUMBRA_SIGMA_MM = 4.2
 HIGH_STEP_GY = 9.0  # 60 -> 68 step amplitude; > 8 so the GTV gets ~101 % of 68 Gy
 BATH_GY = 15.0
@@ -68,7 +68,7 @@ def _profile(d, edges) -> np.ndarray:
 
 # (e1, e2, e3): solved once (fixed-point rounds of 1-D roots, see tests/test_synthetic_plan.py) so that the
 # 95 % isodoses lie at ISODOSE_95_MM; hard-coded because scipy.optimize costs 0.6 s to import.
-DOSE_EDGES_MM = (7.168168, 18.011864, 36.135068)
+DOSE_EDGES_MM = (8.227566, 17.860393, 36.137101)
 
 
 def dose_edges() -> tuple[float, float, float]:
