@@ -132,11 +132,11 @@ def read_dose(path: Path, reference: Volume | Grid | None = None) -> Volume:
     dose = read_volume(path, allow_nan=True)
     if not np.issubdtype(dose.array.dtype, np.floating):
         dose = Volume(dose.array.astype(np.float32), dose.grid, dose.path)
-    covered = ~np.isnan(dose.array)
-    if not covered.any():
+    lowest = np.fmin.reduce(dose.array, axis=None)  # NaN-skipping, one pass, no copy; NaN only if all are
+    if np.isnan(lowest):
         raise EvaluationError(f"{path}: every voxel is NaN (no dose at all)")
-    negative = int(np.count_nonzero(dose.array[covered] < 0))
-    if negative:
+    if lowest < 0:
+        negative = int(np.count_nonzero(dose.array < 0))
         raise EvaluationError(f"{path}: {negative} negative dose voxel(s); a dose in Gy cannot be negative")
     if reference is not None:
         grid = reference.grid if isinstance(reference, Volume) else reference
