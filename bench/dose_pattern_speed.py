@@ -86,6 +86,7 @@ def run_command(args: list[str]) -> None:
 
 
 def main() -> None:
+    # the argument handling and case loop follow bench/eval_speed.py on purpose: the benches read alike
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
