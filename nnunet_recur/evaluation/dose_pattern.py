@@ -132,11 +132,11 @@ def read_dose(path: Path, reference: Volume | Grid | None = None) -> Volume:
     dose = read_volume(path, allow_nan=True)
     if not np.issubdtype(dose.array.dtype, np.floating):
         dose = Volume(dose.array.astype(np.float32), dose.grid, dose.path)
-    covered = ~np.isnan(dose.array)
-    if not covered.any():
+    lowest = np.fmin.reduce(dose.array, axis=None)  # NaN-skipping, one pass, no copy; NaN only if all are
+    if np.isnan(lowest):
         raise EvaluationError(f"{path}: every voxel is NaN (no dose at all)")
-    negative = int(np.count_nonzero(dose.array[covered] < 0))
-    if negative:
+    if lowest < 0:
+        negative = int(np.count_nonzero(dose.array < 0))
         raise EvaluationError(f"{path}: {negative} negative dose voxel(s); a dose in Gy cannot be negative")
     if reference is not None:
         grid = reference.grid if isinstance(reference, Volume) else reference
@@ -166,6 +166,10 @@ def interpolate(dose: np.ndarray, index_zyx) -> float:
     if np.any(index < -1e-9) or np.any(index > shape - 1 + 1e-9):
         return math.nan
     index = np.clip(index, 0, shape - 1)
+    # a point mapped from a voxel centre and back carries round-off: snap it, so that a NaN neighbour
+    # with a weight of 1e-10 cannot turn a covered voxel centre into "not covered"
+    nearest = np.round(index)
+    index = np.where(np.abs(index - nearest) < 1e-6, nearest, index)
     low = np.minimum(np.floor(index).astype(int), shape - 1)
     frac = index - low
     total = 0.0
@@ -353,8 +357,9 @@ class ComponentDose:
     captured: dict[str, bool] = field(default_factory=dict)  # per --pred method: PO inside its mask
 
 
-def components(mask: np.ndarray, points: list[po_module.PointOfOrigin]):
-    """(labels, box): the 26-connected components of `mask` numbered as `points_of_origin` numbers them.
+def components(mask: np.ndarray, points: list[po_module.PointOfOrigin], box: tuple[slice, ...]) -> np.ndarray:
+    """The 26-connected components of `mask[box]` (box: the bounding box of its voxels), numbered as
+    `points_of_origin` numbers them.
 
     scipy numbers components in array (raster) order, so labelling the mask's bounding box gives the
     same numbers as `points_of_origin`'s labelling of its padded box; each PO is checked to lie in its
@@ -362,9 +367,6 @@ def components(mask: np.ndarray, points: list[po_module.PointOfOrigin]):
     """
     from scipy import ndimage
 
-    box = bounding_box(mask)
-    if box is None:
-        return None, None
     labels, count = ndimage.label(mask[box], structure=po_module.CONNECTIVITY_26)
     if count != len(points):
         raise RuntimeError(f"component count {count} differs from the {len(points)} POs")
@@ -372,7 +374,7 @@ def components(mask: np.ndarray, points: list[po_module.PointOfOrigin]):
     for p in points:
         if labels[tuple(np.asarray(p.index_zyx) - offset)] != p.component:
             raise RuntimeError(f"PO {p.component} does not lie in component {p.component}")
-    return labels, box
+    return labels
 
 
 def analyse_case(
@@ -388,10 +390,11 @@ def analyse_case(
     """Every relapse component of a case against its dose (rows of dose_pattern.csv)."""
     mask = as_mask(reference.array)
     grid = reference.grid
-    points = po_module.points_of_origin(Volume(mask, grid, reference.path))
-    if not points:
+    box = bounding_box(mask)
+    if box is None:
         return []
-    labels, box = components(mask, points)
+    points = po_module.points_of_origin(Volume(mask, grid, reference.path), box=box)
+    labels = components(mask, points, box)
     dose_box = dose.array[box]
     voxel_cc = grid.voxel_volume_cc
     offset = np.array([s.start for s in box])
