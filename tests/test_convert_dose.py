@@ -44,6 +44,12 @@ def cohort(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def synthetic():
+    """The first patient in memory (its analytic dose is the reference)."""
+    return generate_patient(SEED, 0, "demo")
+
+
+@pytest.fixture(scope="module")
 def patient(cohort):
     """(folder, real case, RT files by modality) of the first patient."""
     folder = cohort / f"PAT_{SEED}_001"
@@ -158,20 +164,19 @@ def test_two_plan_doses_of_different_plans_stop_the_patient_until_dose_plan_choo
     assert chosen.record["rtdose_sop_uids"] == ["1.2.826.0.1.3680043.8.498.1"]
 
 
-def _quirk_folder(tmp_path, patient, quirk, name):
+def _quirk_folder(tmp_path, patient, synthetic, quirk, name):
     """The patient's RT Plan and the RT Dose files of a quirk (BEAM or FRACTION) in a folder."""
     source_folder, _, rt = patient
     folder = tmp_path / name
     folder.mkdir()
     shutil.copy(rt["RTPLAN"], folder / "rtplan.dcm")
-    synthetic = generate_patient(SEED, 0, "demo")
     uid = str(pydicom.dcmread(rt["RTPLAN"], stop_before_pixels=True).SOPInstanceUID)
     paths = write_rtdose(synthetic, folder, _Namer(SEED, 1), uid, quirk)
     return folder, paths, synthetic
 
 
-def test_beam_doses_are_summed_and_a_missing_sibling_is_refused(tmp_path, patient):
-    folder, paths, synthetic = _quirk_folder(tmp_path, patient, "beam_doses", "beams")
+def test_beam_doses_are_summed_and_a_missing_sibling_is_refused(tmp_path, patient, synthetic):
+    folder, paths, synthetic = _quirk_folder(tmp_path, patient, synthetic, "beam_doses", "beams")
     planned = find_planned_dose(folder, patient[1], InhouseOptions())
     assert planned.record["summation"] == "BEAM (sum of 5)" and len(planned.record["rtdose_sop_uids"]) == 5
     assert np.max(np.abs(sitk.GetArrayFromImage(planned.image) - synthetic.plan.dose_on_grid)) < 5e-3
@@ -182,8 +187,8 @@ def test_beam_doses_are_summed_and_a_missing_sibling_is_refused(tmp_path, patien
     _refused(folder, patient[1], DOSE_INVALID, "BEAM dose without its RT Plan")
 
 
-def test_fraction_dose_is_multiplied_by_the_plans_fractions(tmp_path, patient):
-    folder, _, synthetic = _quirk_folder(tmp_path, patient, "fraction_dose", "fraction")
+def test_fraction_dose_is_multiplied_by_the_plans_fractions(tmp_path, patient, synthetic):
+    folder, _, synthetic = _quirk_folder(tmp_path, patient, synthetic, "fraction_dose", "fraction")
     planned = find_planned_dose(folder, patient[1], InhouseOptions())
     assert planned.record["summation"] == "FRACTION x 34"
     assert np.max(np.abs(sitk.GetArrayFromImage(planned.image) - synthetic.plan.dose_on_grid)) < 0.02
@@ -210,7 +215,7 @@ def test_rx_option_is_parsed_or_refused():
 
 
 @pytest.mark.slow
-def test_conversion_writes_the_dose_and_a_bad_dose_loses_only_its_patient(tmp_path, cohort):
+def test_conversion_writes_the_dose_and_a_bad_dose_loses_only_its_patient(tmp_path, cohort, synthetic):
     """Three patients: a good one, one with a RELATIVE dose, one without any dose."""
     from nnunet_recur.dataset_conversion.cli import app
 
@@ -250,7 +255,6 @@ def test_conversion_writes_the_dose_and_a_bad_dose_loses_only_its_patient(tmp_pa
     covered = np.isfinite(values)
     assert record["covered_fraction"] == pytest.approx(covered.mean(), abs=1e-5)
     # the converter's resampling is trilinear interpolation of the generator's dose grid (quantisation only)
-    synthetic = generate_patient(SEED, 0, "demo")
     k, j, i = np.nonzero(covered)
     assert np.allclose(dose.GetDirection(), np.eye(3).ravel())
     points = np.asarray(dose.GetOrigin()) + np.column_stack([i, j, k]) * np.asarray(dose.GetSpacing())
@@ -266,3 +270,22 @@ def test_conversion_writes_the_dose_and_a_bad_dose_loses_only_its_patient(tmp_pa
     # rerun: nothing to do, the dose stays
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and "0 case(s) written" in again.output and doses[0].is_file()
+
+
+def test_nifti_layout_dose_and_plan_json(tmp_path, patient, synthetic):
+    case = patient[1]
+    folder = tmp_path / "nifti"
+    folder.mkdir()
+    sitk.WriteImage(case.ct, str(folder / "ct.nii.gz"))
+    dose = synthetic.plan.grid.to_image(synthetic.plan.dose_on_grid.astype(np.float32))
+    sitk.WriteImage(dose, str(folder / "dose.nii.gz"))
+    (folder / "plan.json").write_text(json.dumps({"prescriptions_gy": [50, 68, 60]}))
+    planned = find_planned_dose(folder, case, InhouseOptions())
+    assert planned.record["prescriptions_gy"] == [68.0, 60.0, 50.0]
+    assert planned.record["prescription_source"] == "plan.json" and planned.record["summation"] == "PLAN"
+    negative = sitk.GetArrayFromImage(dose)
+    negative[0, 0, 0] = -1.0
+    bad = sitk.GetImageFromArray(negative)
+    bad.CopyInformation(dose)
+    sitk.WriteImage(bad, str(folder / "dose.nii.gz"))
+    _refused(folder, case, DOSE_INVALID, "negative doses")
