@@ -60,6 +60,8 @@ def _finish(summary) -> None:
     typer.echo(f"report: {summary.report_dir} (exclusions.csv, cases.csv, summary.json)")
     typer.echo(f"{summary.written} case(s) written, {summary.skipped} unchanged and skipped")
     typer.echo(summary.line)
+    for warning in summary.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     for failure in summary.failed_for_non_data_reasons:
         typer.echo(f"error [{failure.cause}]: {failure.patient}: {failure.detail}", err=True)
     raise typer.Exit(summary.exit_code)
@@ -138,6 +140,12 @@ def inhouse(
     raw_dir: Path = typer.Option(None, "--raw-dir", help=_RAW_DIR_HELP),
     pet_series: str = typer.Option(None, "--pet-series", help=_PET_SERIES_HELP),
     ct_series: str = typer.Option(None, "--ct-series", help=_CT_SERIES_HELP),
+    label_threshold: float = typer.Option(
+        0.5,
+        "--label-threshold",
+        help="NIfTI masks with non-integer values (soft labels, e.g. resampled linearly) are cut at this "
+        "fraction of their scale (1, or their maximum above 1); the report notes each one.",
+    ),
 ) -> None:
     """Convert an in-house cohort into a relapse dataset (help text: INHOUSE_HELP).
 
@@ -162,6 +170,7 @@ def inhouse(
         raw_dir=raw_dir,
         pet_series=pet_series,
         ct_series=ct_series,
+        label_threshold=label_threshold,
     )
 
 

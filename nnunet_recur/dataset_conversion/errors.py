@@ -35,6 +35,12 @@ INVALID_SPACING = "invalid_spacing"  # zero, negative or non-finite voxel spacin
 UNSUPPORTED_IMAGE = "unsupported_image"  # 4-D (or higher) image where one 3-D volume is expected
 CONTOUR_INVALID = "contour_invalid"  # a used ROI has non-finite contour coordinates
 NOT_A_FILE = "not_a_file"  # dangling symlink, symlink loop, FIFO/socket/device in the patient folder
+# ... and the checks added for silently wrong conversions (issue 19; docs/conversion.md, "Causes").
+CONTOUR_OUTSIDE_CT = "contour_outside_ct"  # more than a small fraction of a GTV/relapse ROI lies off the CT
+CONTOURS_UNPLACEABLE = "contours_unplaceable"  # most contours of a used ROI cannot be placed on the CT
+TOO_FEW_SLICES = "too_few_slices"  # a CT with fewer slices than MIN_CT_SLICES
+ORIENTATION_CONFLICT = "orientation_conflict"  # NIfTI qform and sform both set and disagreeing
+UNASSIGNED_DICOM_FILE = "unassigned_dicom_file"  # a DICOM-looking file of no series that may be an image
 # Failures that say nothing about the patient's data (a non-zero exit when any occurs).
 WRITE_FAILED = "write_failed"  # disk full or another storage error while writing the case
 WORKER_KILLED = "oom/killed"  # the worker process died (out-of-memory killer, kill -9)
@@ -65,6 +71,11 @@ CAUSES = (
     UNSUPPORTED_IMAGE,
     CONTOUR_INVALID,
     NOT_A_FILE,
+    CONTOUR_OUTSIDE_CT,
+    CONTOURS_UNPLACEABLE,
+    TOO_FEW_SLICES,
+    ORIENTATION_CONFLICT,
+    UNASSIGNED_DICOM_FILE,
     WRITE_FAILED,
     WORKER_KILLED,
 )
