@@ -58,13 +58,23 @@ def _names(files, folder: Path) -> str:
     return ", ".join(shown) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
 
 
-def check_referenced_slices(ct_series, structure_sets, orphans, folder: Path) -> None:
-    """missing_slice when a CT slice listed in an RTSTRUCT's ContourImageSequence is not in the CT."""
+def check_referenced_slices(ct_series, structure_sets, orphans, folder: Path) -> list[str]:
+    """missing_slice when a CT slice listed in an RTSTRUCT's ContourImageSequence is not in the CT.
+
+    A list that names none of the CT's slices describes another series (a real IBSI structure set lists
+    the PET's 267 slices under the CT's SeriesInstanceUID): it is noted, not trusted."""
     present = set(ct_series.sop_instance_uids)
+    notes = []
     for structure in structure_sets:
         referenced = structure.referenced_images.get(ct_series.series_instance_uid, [])
         missing = [uid for uid in dict.fromkeys(referenced) if uid not in present]
         if not missing:
+            continue
+        if len(missing) == len(set(referenced)):
+            notes.append(
+                f"{structure.path.name}: its ContourImageSequence lists {len(missing)} slices of the CT "
+                "series, none of them in the CT (references of another series?): not cross-checked"
+            )
             continue
         maybe = [u for u in orphans if u.sop_instance_uid in (None, *missing)]
         hint = f"; damaged file(s) of no series that may be it: {_names(maybe, folder)}" if maybe else ""
@@ -75,6 +85,7 @@ def check_referenced_slices(ct_series, structure_sets, orphans, folder: Path) ->
             f"referenced slice(s) missing{hint}",
             str(maybe[0].path if maybe else structure.path),
         )
+    return notes
 
 
 def may_be_image(orphan) -> bool:
@@ -85,9 +96,9 @@ def check_unassigned_files(found, ct_series, structure_sets, folder: Path) -> li
     """Run both checks (module docstring); returns the notes for the report on files that were only
     listed. Raises ConversionError when a file of no series may be an image slice."""
     orphans = unassigned_files(found)
-    check_referenced_slices(ct_series, structure_sets, orphans, folder)
+    notes = check_referenced_slices(ct_series, structure_sets, orphans, folder)
     if not orphans:
-        return []
+        return notes
     images = [u for u in orphans if may_be_image(u)]
     if images:
         from nnunet_recur.dataset_conversion.dicom_series import series_geometry
@@ -111,4 +122,4 @@ def check_unassigned_files(found, ct_series, structure_sets, folder: Path) -> li
             str(images[0].path),
         )
     kinds = ", ".join(sorted({NON_IMAGE_SOP_CLASSES[u.sop_class_uid] for u in orphans}))
-    return [f"damaged DICOM file(s) of no series ({kinds}), not used: {_names(orphans, folder)}"]
+    return notes + [f"damaged DICOM file(s) of no series ({kinds}), not used: {_names(orphans, folder)}"]

@@ -423,23 +423,16 @@ def rasterise_roi(
             f"{roi_name}: {len(not_planar)} contour(s) not in one axial plane (z ~ {zs} mm): skipped"
         )
 
-    slice_of: dict[int, tuple[float, list[np.ndarray]]] = {}  # slice -> (distance, polygons of its plane)
+    planes: list[tuple[float, list[np.ndarray]]] = []
     outside: list[float] = []
-    unused = 0
     for k, polygons in _contour_planes(entries):
-        target = int(np.floor(k + 0.5))
-        if not 0 <= target < nz:
+        if not -0.5 <= k < nz - 0.5:  # beyond the slab of the first/last slice
             outside.extend(float(origin[2] + k * reference.GetSpacing()[2]) for _ in polygons)
             placement.outside_area += sum(_area(p) for p in polygons) - sum(
                 _outside_in_plane(p, nx, ny) for p in polygons
             )
             continue
-        distance = abs(k - target)
-        if target in slice_of:
-            unused += 1
-            if distance >= slice_of[target][0]:
-                continue
-        slice_of[target] = (distance, polygons)
+        planes.append((k, polygons))
     if outside:
         zs = ", ".join(f"{z:.2f}" for z in sorted(set(np.round(outside, 2)))[:8])
         more = " ..." if len(set(np.round(outside, 2))) > 8 else ""
@@ -447,28 +440,90 @@ def rasterise_roi(
             f"{roi_name}: {len(outside)} contour(s) match no slice of the reference image "
             f"(z = {zs}{more} mm, outside its z extent): skipped"
         )
-    if unused:
-        report.append(
-            f"{roi_name}: {unused} contour plane(s) share a CT slice with a nearer plane (contours drawn "
-            "finer than the CT): the nearest plane is used"
-        )
-    off_plane = [d for d, _ in slice_of.values() if d > Z_MATCH_FRACTION]
-    if off_plane:
-        report.append(
-            f"{roi_name}: {len(off_plane)} contour plane(s) lie between CT slices (up to "
-            f"{max(off_plane):.2f} of a slice step off): placed on the nearest slice"
-        )
 
     mask = np.zeros((nz, ny, nx), dtype=np.uint8)
-    for k, (_, polygons) in slice_of.items():
-        filled = _fill_slice(polygons, nx, ny)
-        if filled is None:
-            continue
-        rows, y_min = filled
-        mask[k, y_min : y_min + rows.shape[0], :] ^= rows
+    filled_planes: dict[int, np.ndarray] = {}
+
+    def plane_mask(i: int) -> np.ndarray:
+        if i not in filled_planes:
+            out = np.zeros((ny, nx), dtype=np.uint8)
+            filled = _fill_slice(planes[i][1], nx, ny)
+            if filled is not None:
+                rows, y_min = filled
+                out[y_min : y_min + rows.shape[0], :] = rows
+            filled_planes[i] = out
+        return filled_planes[i]
+
+    positions = np.asarray([k for k, _ in planes], dtype=float)
+    used: set[int] = set()
+    between = extruded = 0
+    for z in range(nz) if len(planes) else ():
+        upper = int(np.searchsorted(positions, z))  # first plane at or above the slice centre
+        lower = upper - 1
+        near = [i for i in (lower, upper) if 0 <= i < len(planes)]
+        nearest = min(near, key=lambda i: (abs(positions[i] - z), -positions[i]))
+        offset = positions[nearest] - z
+        if abs(offset) <= Z_MATCH_FRACTION:  # a plane on this slice: its polygons, as drawn
+            mask[z] = plane_mask(nearest)
+            used.add(nearest)
+        elif (
+            lower >= 0
+            and upper < len(planes)
+            and z - positions[lower] < 1.0
+            and positions[upper] - z < 1.0
+            and _off_slice(positions[lower])
+            and _off_slice(positions[upper])
+        ):  # between two planes drawn off the CT's slices, less than a slice step away each
+            weight = (z - positions[lower]) / (positions[upper] - positions[lower])
+            mask[z] = _shape_interpolation(plane_mask(lower), plane_mask(upper), weight)
+            used.update((lower, upper))
+            between += 1
+        elif -0.5 <= offset < 0.5:  # the end of the ROI: its last plane's slab covers the slice centre
+            mask[z] = plane_mask(nearest)
+            used.add(nearest)
+            extruded += 1
+    if between or extruded:
+        report.append(
+            f"{roi_name}: contours lie between CT slices: {between} slice(s) interpolated between the two "
+            f"nearest contour planes (shape-based), {extruded} placed from the nearest plane within half a "
+            "slice step"
+        )
+    if len(used) < len(planes):
+        report.append(
+            f"{roi_name}: {len(planes) - len(used)} contour plane(s) not used: contours drawn finer than the "
+            "CT (each slice takes the plane on it, or interpolates the nearest planes around it)"
+        )
     image = sitk.GetImageFromArray(mask)
     image.CopyInformation(reference)
     return image
+
+
+def _off_slice(position: float) -> bool:
+    return abs(position - round(position)) > Z_MATCH_FRACTION
+
+
+def _shape_interpolation(a: np.ndarray, b: np.ndarray, weight: float) -> np.ndarray:
+    """The slice `weight` of the way from mask `a` to mask `b` by shape-based interpolation (signed
+    distance maps interpolated linearly, inside where negative): the outline moves smoothly from one
+    contour to the other, instead of jumping half-way as a nearest-plane copy does. An empty side gives
+    the nearer plane's mask. Computed on the two masks' bounding box only."""
+    from scipy.ndimage import distance_transform_edt
+
+    if not a.any() or not b.any():
+        return (a if weight < 0.5 else b).copy()
+    union = (a | b).astype(bool)
+    rows, cols = np.nonzero(union)
+    margin = 2
+    r0, r1 = max(0, rows.min() - margin), min(a.shape[0], rows.max() + margin + 1)
+    c0, c1 = max(0, cols.min() - margin), min(a.shape[1], cols.max() + margin + 1)
+
+    def signed(mask: np.ndarray) -> np.ndarray:
+        inside = np.pad(mask[r0:r1, c0:c1].astype(bool), 1)  # background all around the box
+        return (distance_transform_edt(~inside) - distance_transform_edt(inside))[1:-1, 1:-1]
+
+    out = np.zeros_like(a)
+    out[r0:r1, c0:c1] = ((1.0 - weight) * signed(a) + weight * signed(b)) < 0
+    return out
 
 
 def check_placement(placement: RoiPlacement, what: str, path: str | None) -> None:
