@@ -493,13 +493,10 @@ def _convert_locked(
 
     records = check_patients(sources, settings, source_root, show_progress, stage_root, state)
     split, box = choose_split_and_box(records, settings, writer)
-    written, skipped = write_cases(
-        records, sources, settings, split, box, writer, stage_root, state, show_progress
-    )
+    run = CohortRun(sources, settings, records, writer, split, box)
+    written, skipped = write_cases(run, stage_root, state, show_progress)
     remove_stale_cases(records, writer)
-    summary = write_reports(
-        records, sources, settings, split, box, writer, folder_name, report_dir, hidden, strays
-    )
+    summary = write_reports(run, folder_name, report_dir, hidden, strays)
     state.save(records)
     summary.written, summary.skipped = written, skipped
     return summary
@@ -589,28 +586,32 @@ def _mask_names(settings: ConversionSettings) -> tuple[str, ...]:
     return MASK_NAMES if settings.with_masks and settings.kind == "inhouse" else ("gtv",)
 
 
-def write_cases(
-    records: dict[str, CaseRecord],
-    sources: Sequence[SourceCase],
-    settings: ConversionSettings,
-    split: Split | None,
-    box: CropBox,
-    writer: DatasetWriter,
-    stage_root: Path,
-    state: _StateFile,
-    show_progress: bool,
-) -> tuple[int, int]:
+@dataclass
+class CohortRun:
+    """What the write and report steps of one conversion share: the patients and their records, the
+    settings, the dataset writer, and the split and crop box chosen after pass 1."""
+
+    sources: Sequence[SourceCase]
+    settings: ConversionSettings
+    records: dict[str, CaseRecord]
+    writer: DatasetWriter
+    split: Split | None
+    box: CropBox
+
+
+def write_cases(run: CohortRun, stage_root: Path, state: _StateFile, show_progress: bool) -> tuple[int, int]:
     """Pass 2: crop and write every converted case whose output key changed (a case already written with
     the same inputs, box and part is skipped); a write failure excludes that patient only.
     Returns (written, skipped)."""
-    box_json = box.to_json()
+    records, settings, split, writer = run.records, run.settings, run.split, run.writer
+    box_json = run.box.to_json()
     writer.ensure_folders(with_test=bool(split and split.test), with_masks=settings.with_masks)
     mask_names = _mask_names(settings)
     settings_key = state.settings_key
     write_jobs = []
     pending_keys: dict[str, str] = {}
     skipped = 0
-    by_patient = {s.patient: s for s in sources}
+    by_patient = {s.patient: s for s in run.sources}
     for record in _included(records):
         part = _part(record.case, split)
         key = _sha1([settings_key, record.fingerprint, box_json, part, record.case, STATE_VERSION])
@@ -668,12 +669,7 @@ def remove_stale_cases(records: dict[str, CaseRecord], writer: DatasetWriter) ->
 
 
 def write_reports(
-    records: dict[str, CaseRecord],
-    sources: Sequence[SourceCase],
-    settings: ConversionSettings,
-    split: Split | None,
-    box: CropBox,
-    writer: DatasetWriter,
+    run: CohortRun,
     folder_name: str,
     report_dir: Path,
     hidden: Sequence[str],
@@ -681,6 +677,8 @@ def write_reports(
 ) -> ConversionSummary:
     """dataset.json, splits_final.json, and the QC report (exclusions.csv, cases.csv, summary.json, the
     optional id map). `written`/`skipped` of the returned summary are filled in by the caller."""
+    records, sources, settings, split, box = run.records, run.sources, run.settings, run.split, run.box
+    writer = run.writer
     dataset_folder = writer.folder
     box_json = box.to_json()
     converted = {r.patient: r.case for r in records.values() if r.status == CONVERTED}

@@ -22,27 +22,23 @@ def check_threshold(threshold: float) -> None:
 
 def binarise_label(image: sitk.Image, threshold: float, what: str) -> tuple[sitk.Image, str | None]:
     """(0/1 uint8 mask with the geometry of `image`, note for the report or None when it was binary)."""
+    binary = sitk.Cast(sitk.NotEqual(image, 0), sitk.sitkUInt8)  # in ITK: no numpy copy of a CT-size mask
     values = sitk.GetArrayViewFromImage(image)
     if values.dtype.kind in "iub":
-        inside = values != 0
-        note = None
-    else:
-        fractional = (values != 0) & (values != np.round(values))
-        n_soft = int(np.count_nonzero(fractional))
-        if n_soft == 0:
-            inside = values != 0
-            note = None
-        else:
-            top = float(values.max())
-            scale = top if top > 1.0 else 1.0
-            cut = threshold * scale
-            inside = values >= cut
-            kept, nonzero = int(np.count_nonzero(inside)), int(np.count_nonzero(values))
-            note = (
-                f"{what}: soft label ({n_soft} voxels with non-integer values, maximum {top:g}): "
-                f"thresholded at >= {cut:g} (--label-threshold {threshold:g}), {kept} voxels inside "
-                f"instead of {nonzero} non-zero"
-            )
-    out = sitk.GetImageFromArray(inside.astype(np.uint8))
+        return binary, None
+    nonzero = values[values != 0]
+    n_soft = int(np.count_nonzero(nonzero != np.round(nonzero)))
+    if n_soft == 0:
+        return binary, None
+    top = float(nonzero.max())
+    scale = top if top > 1.0 else 1.0
+    cut = threshold * scale
+    out = sitk.Cast(sitk.GreaterEqual(image, cut), sitk.sitkUInt8)
     out.CopyInformation(image)
+    kept = int(np.count_nonzero(nonzero >= cut))
+    note = (
+        f"{what}: soft label ({n_soft} voxels with non-integer values, maximum {top:g}): "
+        f"thresholded at >= {cut:g} (--label-threshold {threshold:g}), {kept} voxels inside "
+        f"instead of {nonzero.size} non-zero"
+    )
     return out, note
