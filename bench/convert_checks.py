@@ -1,12 +1,17 @@
-"""What the hostile-input and storage checks of issue 13 cost, as a share of `recur convert inhouse` time.
+"""What the hostile-input and storage checks of issues 13 and 19 cost, as a share of `recur convert inhouse`
+time.
 
 The checks: the NIfTI guard (header, voxel limit, and the chunked NaN/Inf scan of floating-point input
 files), the SUV preconditions, non-file detection in the DICOM scan, the voxel limit of DICOM series,
 the bow-tie test of every used contour, the oblique test of NIfTI input, and the full read-back (gzip
-CRC) of every written and staged file before it is renamed into place. The same synthetic cohorts (DICOM
-and NIfTI, `paper` size) are converted in this process with the checks on, then with them replaced by
-the pre-issue-13 behaviour (only the old size check of NIfTI input), alternating, best of --repeat
-runs each. Target: checks <= 10 % of conversion time. Results go to docs/benchmarks_conversion.md.
+CRC) of every written and staged file before it is renamed into place; issue 19: contour placement
+accounting and coverage (area inside/outside the CT), NIfTI mask coverage, minimum CT slices, the
+soft-label check, qform/sform, SUV floor and DecayFactor, the DICOM cross-check (files of no series,
+ContourImageSequence against the CT) and the cohort folder's stray entries and look-alike names.
+The same synthetic cohorts (DICOM and NIfTI, `paper` size) are converted in this process with the
+checks on, then with them replaced by the pre-issue-13 behaviour (only the old size check of NIfTI
+input), alternating, median of --repeat runs each. Target: checks <= 10 % of conversion time.
+Results go to docs/benchmarks_conversion.md.
 
 Usage: .venv/bin/python bench/convert_checks.py [--cases 2] [--size paper] [--repeat 2] [--workdir DIR]
 """
@@ -31,7 +36,17 @@ def checks_off():
     """Replace each issue-13 check by what ran before it (nothing, or the old size-only NIfTI check)."""
     import SimpleITK as sitk
 
-    from nnunet_recur.dataset_conversion import dicom_series, inhouse, nifti_io, nnunet_writer, rtstruct, suv
+    from nnunet_recur.dataset_conversion import (
+        cohort,
+        dicom_crosscheck,
+        dicom_series,
+        inhouse,
+        nifti_io,
+        nnunet_writer,
+        prepare,
+        rtstruct,
+        suv,
+    )
     from nnunet_recur.dataset_conversion.errors import ConversionError
 
     def old_read_nifti(path, cause):  # the reader before issue 13: size check, then ITK
@@ -50,6 +65,20 @@ def checks_off():
         (dicom_series, "_not_a_regular_file", lambda path: None),
         (dicom_series, "check_voxel_limit", lambda size, series: None),
         (inhouse, "check_axial", lambda image, path: None),
+        # issue 19
+        (rtstruct, "check_placement", lambda placement, what, path: None),
+        (rtstruct, "_area", lambda polygon: 0.0),
+        (rtstruct, "_outside_in_plane", lambda polygon, nx, ny: 0.0),
+        (prepare, "check_mask_coverage", lambda mask, ct, what, path: None),
+        (prepare, "check_ct_slices", lambda ct, path: None),
+        (inhouse, "check_ct_slices", lambda ct, path: None),
+        (inhouse, "binarise_label", lambda image, threshold, what: (prepare.binary_uint8(image), None)),
+        (inhouse, "check_suv_floor", lambda peak, source: None),
+        (suv, "check_suv_floor", lambda peak, source: None),
+        (suv, "check_decay_factor", lambda series: None),
+        (dicom_crosscheck, "check_unassigned_files", lambda found, ct, structures, folder: []),
+        (cohort, "skipped_entries", lambda src: []),
+        (cohort, "lookalike_groups", lambda names: []),
     ]
     saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
     for module, name, replacement in patches:
@@ -121,7 +150,7 @@ def main() -> None:
 
     table = [
         MARK,
-        "## Cost of the hostile-input and storage checks (bench/convert_checks.py)",
+        "## Cost of the hostile-input and storage checks, issues 13 and 19 (bench/convert_checks.py)",
         "",
         f"Measured {date.today().isoformat()} on {platform.machine()} "
         f"(2 CPU cores shared with other jobs), Python {platform.python_version()}, one process, "
@@ -130,7 +159,10 @@ def main() -> None:
         "CPU time of the process (SimpleITK 1 thread; wall time on this loaded machine varied by 25 %).",
         "The checks: NIfTI guard (voxel limit, 4-D/NIfTI-2/pixdim, NaN/Inf scan of float input in one pass), "
         "SUV preconditions, non-file detection, DICOM voxel limit, bow-tie test of used contours, oblique "
-        "NIfTI test, and the full gzip read-back of every written and staged file before its rename.",
+        "NIfTI test, and the full gzip read-back of every written and staged file before its rename; "
+        "issue 19: contour placement accounting and coverage, NIfTI mask coverage, minimum CT slices, "
+        "soft-label check, qform/sform, SUV floor and DecayFactor, DICOM cross-check (files of no "
+        "series, ContourImageSequence), stray entries and look-alike names of the cohort folder.",
         "",
         "| input | without checks (CPU s/patient) | with checks (CPU s/patient) | cost of the checks "
         "| same output bytes |",

@@ -20,6 +20,7 @@ import os
 import shutil
 import struct
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -76,9 +77,47 @@ EXPECTED = {
     "N_oblique": "oblique_series",
     "N_pixdim0": "invalid_spacing",
     "N_truncated": "ct_corrupt",
+    # issue 19: inputs that used to convert silently wrong
+    "H_relapse_off_plane": "converted",  # relapse contours 0.6 mm off the 2 mm CT planes
+    "H_relapse_above_ct": "contour_outside_ct",
+    "H_gtv_unplaceable": "contours_unplaceable",
+    "H_ct_top_cut_before_modality": "unassigned_dicom_file",
+    "H_ct_mid_cut_before_modality": "missing_slice",
+    "H_ct_referenced_slice_gone": "missing_slice",
+    "H_decay_admin_factor_1": "suv_not_computable",
+    "H_suv_factor_tiny": "suv_implausible",
+    "H_one_ct_slice": "too_few_slices",
+    "N_soft_relapse": "converted",
+    "N_relapse_0_255": "converted",
+    "N_qform_agrees": "converted",
+    "N_qform_30mm_off": "orientation_conflict",
+    "N_pet_1000x_low": "suv_implausible",
+    "N_caf\u00e9": "converted",  # NFC
+    "N_cafe\u0301": "converted",  # NFD: looks the same
+    "N_space": "converted",
+    "N_space ": "converted",  # trailing space
+    "PAT_X.zip": "skipped",
+    "notes.txt": "skipped",
 }
-TWINS = {"H_nac_twin": "C_D1", '=HYPERLINK("evil","click")': "C_D3"}
-NAMED_FILES = {"H_ct_cut_header": "ct_cut.dcm", "H_pet_cut_header": "pet_cut.dcm"}
+TWINS = {
+    "H_nac_twin": "C_D1",
+    '=HYPERLINK("evil","click")': "C_D3",
+    "H_relapse_off_plane": "C_D2",
+    "N_soft_relapse": "C_N1",
+    "N_relapse_0_255": "C_N2",
+    "N_qform_agrees": "C_N1",
+    "N_caf\u00e9": "C_N2",
+    "N_cafe\u0301": "C_N2",
+    "N_space": "C_N1",
+    "N_space ": "C_N1",
+}
+NAMED_FILES = {
+    "H_ct_cut_header": "ct_cut.dcm",
+    "H_pet_cut_header": "pet_cut.dcm",
+    "H_ct_top_cut_before_modality": "ct_015.dcm",
+    "H_ct_mid_cut_before_modality": "ct_007.dcm",
+}
+LOOKALIKES = ("N_caf\u00e9", "N_cafe\u0301", "N_space", "N_space ")  # shown escaped in the report
 
 
 class _Uids:
@@ -414,6 +453,129 @@ def make_hostile(mixed: Path, clean: Path) -> None:
     (p / "ct.nii.gz").write_bytes(data[: len(data) // 2])
 
 
+def _cut_before_modality(path: Path) -> None:
+    """Cut a slice at its Modality element (0008,0060): group 0008's SOP UIDs survive, nothing after."""
+    data = path.read_bytes()
+    path.write_bytes(data[: data.index(b"\x08\x00\x60\x00CS")])
+
+
+def _edit_rtstruct(path: Path, roi_index: int, edit) -> None:
+    """Replace the ContourData of every contour of one ROI by `edit(points)` (None drops the contour)."""
+    structure = pydicom.dcmread(path)
+    sequence = structure.ROIContourSequence[roi_index].ContourSequence
+    kept = []
+    for contour in sequence:
+        points = edit([float(v) for v in contour.ContourData])
+        if points is not None:
+            contour.ContourData, contour.NumberOfContourPoints = points, len(points) // 3
+            kept.append(contour)
+    structure.ROIContourSequence[roi_index].ContourSequence = Sequence(kept)
+    structure.save_as(path, enforce_file_format=True)
+
+
+def _reference_ct_slices(folder: Path) -> None:
+    """Write the ContourImageSequence of the RTSTRUCT's referenced series: every CT slice of the folder."""
+    structure = pydicom.dcmread(folder / "RS.dcm")
+    images = []
+    for path in sorted((folder / "CT").iterdir()):
+        ct = pydicom.dcmread(path, stop_before_pixels=True)
+        item = Dataset()
+        item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = ct.SOPClassUID, ct.SOPInstanceUID
+        images.append(item)
+    series = structure.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0]
+    series.RTReferencedSeriesSequence[0].ContourImageSequence = Sequence(images)
+    structure.save_as(folder / "RS.dcm", enforce_file_format=True)
+
+
+def _edit_pet(folder: Path, **values) -> None:
+    for path in sorted((folder / "PET").iterdir()):
+        ds = pydicom.dcmread(path)
+        for keyword, value in values.items():
+            setattr(ds, keyword, value)
+        ds.save_as(path, enforce_file_format=True)
+
+
+def _with_qform(path: Path, shift_mm: float) -> None:
+    """Set the qform of a `_nifti1` file (sform: LPS->RAS flip, origin (16, 16, 0)) to the same transform
+    (a 180 degree turn about z: quaternion (0, 0, 1)), its origin moved by `shift_mm` along x."""
+    with gzip.open(path, "rb") as fh:
+        data = bytearray(fh.read())
+    struct.pack_into("<h", data, 252, 1)  # qform_code scanner
+    struct.pack_into("<f", data, 76, 1.0)  # qfac
+    struct.pack_into("<6f", data, 256, 0.0, 0.0, 1.0, 16.0 + shift_mm, 16.0, 0.0)
+    with gzip.GzipFile(path, "wb", mtime=0) as fh:
+        fh.write(bytes(data))
+
+
+def _nifti_mask(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as fh:
+        data = fh.read()
+    return np.frombuffer(data[352:], np.uint8).reshape(16, 32, 32)
+
+
+def make_issue19(mixed: Path, clean: Path) -> None:
+    """The inputs of issue 19, each built from a clean patient."""
+    p = mixed / "H_relapse_off_plane"  # rigid registration leaves the relapse planes off the CT's
+    shutil.copytree(clean / "C_D2", p)
+    _edit_rtstruct(p / "RS.dcm", 1, lambda pts: [v + 0.6 if i % 3 == 2 else v for i, v in enumerate(pts)])
+    p = mixed / "H_relapse_above_ct"  # relapse drawn up to 36 mm, CT ends at 30 mm
+    shutil.copytree(clean / "C_D2", p)
+    _edit_rtstruct(p / "RS.dcm", 1, lambda pts: [v + 16.0 if i % 3 == 2 else v for i, v in enumerate(pts)])
+    p = mixed / "H_gtv_unplaceable"  # three of four GTV contours are 2-point lines
+    shutil.copytree(clean / "C_D3", p)
+    _edit_rtstruct(p / "RS.dcm", 0, lambda pts: pts if pts[2] == 12.0 else pts[:6])
+    p = mixed / "H_ct_top_cut_before_modality"
+    shutil.copytree(clean / "C_D1", p)
+    _cut_before_modality(p / "CT" / NAMED_FILES[p.name])
+    p = mixed / "H_ct_mid_cut_before_modality"
+    shutil.copytree(clean / "C_D1", p)
+    _cut_before_modality(p / "CT" / NAMED_FILES[p.name])
+    p = mixed / "H_ct_referenced_slice_gone"  # the structure set lists the top slice; the export lost it
+    shutil.copytree(clean / "C_D2", p)
+    _reference_ct_slices(p)
+    (p / "CT" / "ct_015.dcm").unlink()
+    p = mixed / "H_decay_admin_factor_1"
+    shutil.copytree(clean / "C_D3", p)
+    _edit_pet(p, DecayCorrection="ADMIN", DecayFactor=1.0)
+    p = mixed / "H_suv_factor_tiny"  # a vendor factor 1000x too small
+    dicom_patient(p, 30, slope=0.01)
+    p = mixed / "H_one_ct_slice"
+    shutil.copytree(clean / "C_D1", p)
+    for path in (p / "CT").iterdir():
+        if path.name != "ct_007.dcm":
+            path.unlink()
+    # NIfTI
+    p = mixed / "N_soft_relapse"  # linearly resampled: 0.3 around the relapse, 0.7 on its border
+    shutil.copytree(clean / "C_N1", p)
+    hard = _nifti_mask(p / "relapse.nii.gz").astype(bool)
+    grown = np.zeros_like(hard)
+    grown[1:-1, 1:-1, 1:-1] = hard[1:-1, 1:-1, 1:-1]
+    for axis in range(3):
+        grown |= np.roll(hard, 1, axis) | np.roll(hard, -1, axis)
+    soft = np.where(hard, 1.0, np.where(grown, 0.3, 0.0)).astype(np.float32)
+    border = hard & ~(np.roll(hard, 1, 2) & np.roll(hard, -1, 2))
+    soft[border] = 0.7
+    _nifti1(soft, p / "relapse.nii.gz")
+    p = mixed / "N_relapse_0_255"
+    shutil.copytree(clean / "C_N2", p)
+    _nifti1((_nifti_mask(p / "relapse.nii.gz") * 255).astype(np.uint8), p / "relapse.nii.gz")
+    p = mixed / "N_qform_agrees"
+    shutil.copytree(clean / "C_N1", p)
+    _with_qform(p / "pet.nii.gz", 0.0)
+    p = mixed / "N_qform_30mm_off"
+    shutil.copytree(clean / "C_N1", p)
+    _with_qform(p / "pet.nii.gz", 30.0)
+    nifti_patient(mixed / "N_pet_1000x_low", 31, pet=np.full((16, 32, 32), 0.006, np.float32))
+    # names that look identical, stray entries
+    for name in ("N_caf\u00e9", "N_cafe\u0301"):
+        shutil.copytree(clean / "C_N2", mixed / name)
+    for name in ("N_space", "N_space "):
+        shutil.copytree(clean / "C_N1", mixed / name)
+    with zipfile.ZipFile(mixed / "PAT_X.zip", "w") as archive:
+        archive.writestr("PAT_X/readme.txt", "a patient delivered as an archive")
+    (mixed / "notes.txt").write_text("cohort notes\n")
+
+
 def _write_nifti2(array: np.ndarray, path: Path) -> None:
     shape = array.shape[::-1]
     header = bytearray(540)
@@ -434,6 +596,7 @@ def make_corpus(out: str | Path) -> Path:
     make_clean(clean)
     shutil.copytree(clean, mixed, symlinks=True)
     make_hostile(mixed, clean)
+    make_issue19(mixed, clean)
     return out
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from hostile_corpus import EXPECTED, NAMED_FILES, TWINS, make_corpus  # noqa: E402
+from hostile_corpus import EXPECTED, LOOKALIKES, NAMED_FILES, TWINS, make_corpus  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -73,14 +73,20 @@ def test_no_traceback_and_exit_zero(corpus_runs):
         assert run.returncode == 0, run.stdout + run.stderr
 
 
+def report_rows(path: Path) -> dict[str, dict]:
+    """Rows of a report CSV by patient name: look-alike names are shown escaped (`ascii()`), formula-like
+    names carry a leading quote."""
+    shown = {ascii(name): name for name in LOOKALIKES}
+    with open(path) as fh:
+        return {shown.get(r["patient"], r["patient"].lstrip("'")): r for r in csv.DictReader(fh)}
+
+
 def test_every_hostile_patient_has_its_named_cause(corpus_runs):
     root, _, mixed = corpus_runs
-    with open(root / "report_mixed" / "cases.csv") as fh:
-        rows = {row["patient"].lstrip("'"): row for row in csv.DictReader(fh)}
+    rows = report_rows(root / "report_mixed" / "cases.csv")
     got = {p: (r["cause"] or r["status"]) for p, r in rows.items()}
     assert got == EXPECTED
-    with open(root / "report_mixed" / "exclusions.csv") as fh:
-        details = {row["patient"]: row["detail"] for row in csv.DictReader(fh)}
+    details = {p: r["detail"] for p, r in report_rows(root / "report_mixed" / "exclusions.csv").items()}
     for patient, file_name in NAMED_FILES.items():  # the damaged file is named, not just the patient
         assert file_name in details[patient], details[patient]
     assert "2 hidden (dot-prefixed) folder(s) skipped: ..H_hidden2, .H_hidden" in mixed.stdout
@@ -114,3 +120,25 @@ def test_clean_patients_identical_to_a_clean_only_run(corpus_runs):
         assert len(files) == 6 and files == mixed[patient], patient
     for twin, original in TWINS.items():  # hostile patients that must convert exactly like their twin
         assert mixed[twin] == clean[original], twin
+
+
+def test_issue19_inputs_are_reported(corpus_runs):
+    root, _, mixed = corpus_runs
+    rows = report_rows(root / "report_mixed" / "cases.csv")
+    details = {p: r["detail"] for p, r in report_rows(root / "report_mixed" / "exclusions.csv").items()}
+    assert "contours lie between CT slices" in rows["H_relapse_off_plane"]["notes"]
+    assert "relapse.nii.gz: soft label" in rows["N_soft_relapse"]["notes"]
+    assert "soft label" not in rows["N_relapse_0_255"]["notes"]
+    # the structure set's ContourImageSequence names the lost slice by its SOP Instance UID
+    assert "SOPInstanceUID 1.2.826.0.1.3680043.8.498.13." in details["H_ct_referenced_slice_gone"]
+    assert "qform (code 1) and sform (code 1) disagree: origins 30.00 mm apart" in details["N_qform_30mm_off"]
+    assert "DecayCorrection ADMIN" in details["H_decay_admin_factor_1"]
+    for name in ("PAT_X.zip", "notes.txt"):
+        assert rows[name]["status"] == "skipped"
+    assert "unpack it first" in rows["PAT_X.zip"]["notes"]
+    assert "2 other entries skipped: PAT_X.zip, notes.txt (an archive: unpack it first)" in mixed.stdout
+    # names that look identical: warned about, and shown escaped so that the rows differ
+    assert "look-alike patient names" in mixed.stdout
+    assert mixed.stderr.count("warning: patient folders") == 2
+    text = (root / "report_mixed" / "cases.csv").read_text()
+    assert "'N_caf\\xe9'" in text and "'N_cafe\\u0301'" in text and "'N_space '" in text

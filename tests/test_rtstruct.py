@@ -16,6 +16,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from nnunet_recur.dataset_conversion.dicom_series import image_series_in, read_image_series
 from nnunet_recur.dataset_conversion.errors import ConversionError
 from nnunet_recur.dataset_conversion.rtstruct import (
+    RoiPlacement,
     rasterise_roi,
     read_rtstruct,
     rtstruct_to_masks,
@@ -181,17 +182,24 @@ def test_voxel_centre_rule_and_even_odd_hole(tmp_path):
     assert np.array_equal(mask[1], expected)
 
 
-def test_contour_matched_to_slice_with_small_z_offset_and_gap_reported():
+def test_contour_placed_on_nearest_slice_within_half_a_step_and_outside_reported():
     reference = reference_grid(size=(10, 10, 4), spacing=(1.0, 1.0, 3.0), origin=(0, 0, -5.0))
     warnings: list[str] = []
     near = square(1.5, 1.5, 4.5, 4.5, -5.0 + 3.0 + 0.02)  # slice 1, 0.02 mm off
-    between = square(1.5, 1.5, 4.5, 4.5, -5.0 + 1.5)  # half-way between slices 0 and 1
+    between = square(1.5, 1.5, 4.5, 4.5, -5.0 + 1.5)  # half-way between slices 0 and 1: the upper one
+    off = square(1.5, 1.5, 3.5, 3.5, -5.0 + 9.0 - 1.4)  # 1.4 mm (< half a step) below slice 3
     outside = square(1.5, 1.5, 4.5, 4.5, 40.0)
+    below = square(1.5, 1.5, 4.5, 4.5, -5.0 - 1.6)  # more than half a step below slice 0
     line = np.array([[1, 1, 1.0], [2, 2, 1.0]])
-    mask = sitk.GetArrayFromImage(rasterise_roi([near, between, outside, line], reference, warnings, "GTV"))
-    assert mask[1].sum() == 9 and mask.sum() == 9
+    placement = RoiPlacement()
+    contours = [near, between, off, outside, below, line]
+    mask = sitk.GetArrayFromImage(rasterise_roi(contours, reference, warnings, "GTV", placement))
+    # slice 1 has two candidate planes (0.02 mm and 1.5 mm off): the nearer one is used, not their XOR
+    assert mask[1].sum() == 9 and mask[3].sum() == 4 and mask[0].sum() == 0 and mask.sum() == 13
     assert any("GTV: skipped a contour with 2 point(s)" in w for w in warnings)
-    assert any("GTV: 2 contour(s) match no slice" in w and "-3.50" in w and "40.00" in w for w in warnings)
+    assert any("GTV: 2 contour(s) match no slice" in w and "-6.60" in w and "40.00" in w for w in warnings)
+    assert placement.n_contours == 6 and placement.n_failed == 1
+    assert placement.outside_fraction == pytest.approx(18 / (9 * 4 + 4))
 
 
 def test_flipped_direction_reference_is_handled():

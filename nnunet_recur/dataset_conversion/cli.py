@@ -72,6 +72,8 @@ def _finish(summary) -> None:
     typer.echo(f"report: {summary.report_dir} (exclusions.csv, cases.csv, summary.json)")
     typer.echo(f"{summary.written} case(s) written, {summary.skipped} unchanged and skipped")
     typer.echo(summary.line)
+    for warning in summary.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     for failure in summary.failed_for_non_data_reasons:
         typer.echo(f"error [{failure.cause}]: {failure.patient}: {failure.detail}", err=True)
     raise typer.Exit(summary.exit_code)
@@ -153,6 +155,12 @@ def inhouse(
     rx: str = typer.Option(None, "--rx", help=_RX_HELP),
     dose_plan: str = typer.Option(None, "--dose-plan", help=_DOSE_PLAN_HELP),
     require_dose: bool = typer.Option(False, "--require-dose", help=_REQUIRE_DOSE_HELP),
+    label_threshold: float = typer.Option(
+        0.5,
+        "--label-threshold",
+        help="NIfTI masks with non-integer values (soft labels, e.g. resampled linearly) are cut at this "
+        "fraction of their scale (1, or their maximum above 1); the report notes each one.",
+    ),
 ) -> None:
     """Convert an in-house cohort into a relapse dataset (help text: INHOUSE_HELP).
 
@@ -186,6 +194,7 @@ def inhouse(
         rx=prescriptions,
         dose_plan=dose_plan,
         require_dose=require_dose,
+        label_threshold=label_threshold,
     )
 
 

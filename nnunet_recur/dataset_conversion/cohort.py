@@ -43,6 +43,7 @@ from nnunet_recur.dataset_conversion.errors import (
 )
 from nnunet_recur.dataset_conversion.hecktor import HecktorCase
 from nnunet_recur.dataset_conversion.inhouse import InhouseOptions
+from nnunet_recur.dataset_conversion.label_values import DEFAULT_LABEL_THRESHOLD
 from nnunet_recur.dataset_conversion.locking import dataset_lock
 from nnunet_recur.dataset_conversion.nnunet_writer import (
     MASK_NAMES,
@@ -59,6 +60,14 @@ from nnunet_recur.dataset_conversion.nnunet_writer import (
 )
 from nnunet_recur.dataset_conversion.prepare import CaseMeasurement
 from nnunet_recur.dataset_conversion.quality import Exclusion, exclusions_csv, safe_csv_row, summary_line
+from nnunet_recur.dataset_conversion.source_entries import (
+    HIDDEN_FOLDER_REASON,
+    SkippedEntry,
+    lookalike_groups,
+    lookalike_warning,
+    shown_name,
+    skipped_entries,
+)
 from nnunet_recur.dataset_conversion.split import DEFAULT_SEED, SPLIT_MODES, Split, make_split
 
 STATE_VERSION = 2  # 2: geometry staged in float64, written files verified, chosen series recorded
@@ -169,6 +178,8 @@ class ConversionSummary:
     skipped: int
     line: str
     hidden: list[str] = field(default_factory=list)  # dot-prefixed folders of SRC, listed, not converted
+    strays: list[SkippedEntry] = field(default_factory=list)  # other non-patient entries of SRC, listed
+    warnings: list[str] = field(default_factory=list)  # look-alike patient names
 
     @property
     def failed_for_non_data_reasons(self) -> list[Exclusion]:
@@ -387,10 +398,13 @@ def convert_cohort(
     source_root: str | None = None,
     show_progress: bool = True,
     hidden: Sequence[str] = (),
+    strays: Sequence[SkippedEntry] = (),
 ) -> ConversionSummary:
     """Convert `sources` into $nnUNet_raw/DatasetXXX_Name (see the module docstring).
 
-    `hidden`: dot-prefixed folder names of the source that are listed in the report as skipped."""
+    `hidden`: dot-prefixed folder names of the source that are listed in the report as skipped;
+    `strays`: the other entries of the source that are not patients (archives, plain files), each listed
+    with its reason."""
     if settings.crop not in CROP_MODES:
         raise ValueError(f"crop must be one of {CROP_MODES}, got {settings.crop!r}")
     if settings.split is not None and settings.split not in SPLIT_MODES:
@@ -433,6 +447,7 @@ def convert_cohort(
             source_root,
             show_progress,
             hidden,
+            strays,
             root,
             folder_name,
             dataset_folder,
@@ -468,6 +483,7 @@ def _convert_locked(
     source_root: str | None,
     show_progress: bool,
     hidden: Sequence[str],
+    strays: Sequence[SkippedEntry],
     root: Path,
     folder_name: str,
     dataset_folder: Path,
@@ -483,11 +499,10 @@ def _convert_locked(
 
     records = check_patients(sources, settings, source_root, show_progress, stage_root, state)
     split, box = choose_split_and_box(records, settings, writer)
-    written, skipped = write_cases(
-        records, sources, settings, split, box, writer, stage_root, state, show_progress
-    )
+    run = CohortRun(sources, settings, records, writer, split, box)
+    written, skipped = write_cases(run, stage_root, state, show_progress)
     remove_stale_cases(records, writer)
-    summary = write_reports(records, sources, settings, split, box, writer, folder_name, report_dir, hidden)
+    summary = write_reports(run, folder_name, report_dir, hidden, strays)
     state.save(records)
     summary.written, summary.skipped = written, skipped
     return summary
@@ -577,28 +592,32 @@ def _mask_names(settings: ConversionSettings) -> tuple[str, ...]:
     return MASK_NAMES if settings.with_masks and settings.kind == "inhouse" else ("gtv",)
 
 
-def write_cases(
-    records: dict[str, CaseRecord],
-    sources: Sequence[SourceCase],
-    settings: ConversionSettings,
-    split: Split | None,
-    box: CropBox,
-    writer: DatasetWriter,
-    stage_root: Path,
-    state: _StateFile,
-    show_progress: bool,
-) -> tuple[int, int]:
+@dataclass
+class CohortRun:
+    """What the write and report steps of one conversion share: the patients and their records, the
+    settings, the dataset writer, and the split and crop box chosen after pass 1."""
+
+    sources: Sequence[SourceCase]
+    settings: ConversionSettings
+    records: dict[str, CaseRecord]
+    writer: DatasetWriter
+    split: Split | None
+    box: CropBox
+
+
+def write_cases(run: CohortRun, stage_root: Path, state: _StateFile, show_progress: bool) -> tuple[int, int]:
     """Pass 2: crop and write every converted case whose output key changed (a case already written with
     the same inputs, box and part is skipped); a write failure excludes that patient only.
     Returns (written, skipped)."""
-    box_json = box.to_json()
+    records, settings, split, writer = run.records, run.settings, run.split, run.writer
+    box_json = run.box.to_json()
     writer.ensure_folders(with_test=bool(split and split.test), with_masks=settings.with_masks)
     mask_names = _mask_names(settings)
     settings_key = state.settings_key
     write_jobs = []
     pending_keys: dict[str, str] = {}
     skipped = 0
-    by_patient = {s.patient: s for s in sources}
+    by_patient = {s.patient: s for s in run.sources}
     for record in _included(records):
         part = _part(record.case, split)
         key = _sha1([settings_key, record.fingerprint, box_json, part, record.case, STATE_VERSION])
@@ -656,18 +675,16 @@ def remove_stale_cases(records: dict[str, CaseRecord], writer: DatasetWriter) ->
 
 
 def write_reports(
-    records: dict[str, CaseRecord],
-    sources: Sequence[SourceCase],
-    settings: ConversionSettings,
-    split: Split | None,
-    box: CropBox,
-    writer: DatasetWriter,
+    run: CohortRun,
     folder_name: str,
     report_dir: Path,
     hidden: Sequence[str],
+    strays: Sequence[SkippedEntry] = (),
 ) -> ConversionSummary:
     """dataset.json, splits_final.json, and the QC report (exclusions.csv, cases.csv, summary.json, the
     optional id map). `written`/`skipped` of the returned summary are filled in by the caller."""
+    records, sources, settings, split, box = run.records, run.sources, run.settings, run.split, run.box
+    writer = run.writer
     dataset_folder = writer.folder
     box_json = box.to_json()
     converted = {r.patient: r.case for r in records.values() if r.status == CONVERTED}
@@ -687,13 +704,26 @@ def write_reports(
         splits_path, splits_note = _write_splits(split, dataset_folder, folder_name, settings, report_dir)
 
     exclusions = [Exclusion(r.patient, r.cause, r.detail) for r in records.values() if r.status == EXCLUDED]
-    write_text_atomic(report_dir / "exclusions.csv", exclusions_csv(exclusions))
-    write_text_atomic(report_dir / "cases.csv", _cases_csv(records.values(), split, hidden))
+    lookalikes = lookalike_groups(records)
+    escaped = {name for group in lookalikes for name in group}
+    warnings = [lookalike_warning(group) for group in lookalikes]
+    write_text_atomic(
+        report_dir / "exclusions.csv",
+        exclusions_csv([_escaped_exclusion(e, escaped) for e in exclusions]),
+    )
+    write_text_atomic(report_dir / "cases.csv", _cases_csv(records.values(), split, hidden, strays, escaped))
     if settings.id_map:
         write_text_atomic(Path(settings.id_map), _id_map_csv(converted))
     line = summary_line(len(sources), len(converted), [e.cause for e in exclusions])
     if hidden:
         line += f"; {len(hidden)} hidden (dot-prefixed) folder(s) skipped: {', '.join(sorted(hidden))}"
+    if strays:
+        listing = ", ".join(shown_name(e.name) for e in strays)
+        line += f"; {len(strays)} other entr{'y' if len(strays) == 1 else 'ies'} skipped: {listing}"
+        if any("unpack it first" in e.reason for e in strays):
+            line += " (an archive: unpack it first)"
+    if warnings:
+        line += f"; WARNING: {len(warnings)} group(s) of look-alike patient names (see summary.json)"
     write_json_atomic(
         report_dir / "summary.json",
         {
@@ -706,6 +736,8 @@ def write_reports(
             "crop": box_json,
             "splits_final": str(splits_path) if splits_path else None,
             "skipped_hidden_folders": sorted(hidden),
+            "skipped_entries": {e.name: e.reason for e in strays},
+            "warnings": warnings,
         },
     )
     return ConversionSummary(
@@ -722,7 +754,15 @@ def write_reports(
         skipped=0,
         line=line,
         hidden=sorted(hidden),
+        strays=list(strays),
+        warnings=warnings,
     )
+
+
+def _escaped_exclusion(exclusion: Exclusion, escaped: set[str]) -> Exclusion:
+    if exclusion.patient not in escaped:
+        return exclusion
+    return Exclusion(ascii(exclusion.patient), exclusion.cause, exclusion.detail)
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -791,8 +831,15 @@ def _write_splits(
     return path, note
 
 
-def _cases_csv(records, split: Split | None, hidden: Sequence[str] = ()) -> str:
-    """One row per patient (and per skipped hidden folder); cells escaped against formula injection."""
+def _cases_csv(
+    records,
+    split: Split | None,
+    hidden: Sequence[str] = (),
+    strays: Sequence[SkippedEntry] = (),
+    escaped: set[str] = frozenset(),
+) -> str:
+    """One row per patient (and per skipped entry); cells escaped against formula injection; look-alike
+    names (`escaped`) shown as `ascii()` so that their rows can be told apart."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["patient", "case", "status", "role", "cause", "ct_series", "pet_series", "notes"])
@@ -803,7 +850,7 @@ def _cases_csv(records, split: Split | None, hidden: Sequence[str] = ()) -> str:
             role = split.role(record.case) if split else "train"
         rows.append(
             [
-                record.patient,
+                ascii(record.patient) if record.patient in escaped else record.patient,
                 record.case,
                 record.status,
                 role,
@@ -814,8 +861,9 @@ def _cases_csv(records, split: Split | None, hidden: Sequence[str] = ()) -> str:
             ]
         )
     for name in hidden:
-        note = "dot-prefixed (hidden) folder: not converted; rename it without the dot to convert it"
-        rows.append([name, "", SKIPPED, "", "", "", "", note])
+        rows.append([name, "", SKIPPED, "", "", "", "", HIDDEN_FOLDER_REASON])
+    for entry in strays:
+        rows.append([shown_name(entry.name), "", SKIPPED, "", "", "", "", entry.reason])
     for row in sorted(rows, key=lambda r: r[0]):
         writer.writerow(safe_csv_row(row))
     return buffer.getvalue()
@@ -843,8 +891,7 @@ def inhouse_sources(src: str | Path) -> list[SourceCase]:
 def hidden_folders(src: str | Path) -> list[str]:
     """Dot-prefixed folders of SRC (`.PAT_x`): not converted, but listed in the report as skipped so that
     no patient disappears without a word."""
-    src = Path(src)
-    return sorted(p.name for p in src.iterdir() if p.name.startswith(".") and p.is_dir())
+    return [e.name for e in skipped_entries(src) if e.reason == HIDDEN_FOLDER_REASON]
 
 
 def hecktor_sources(src: str | Path) -> list[SourceCase]:
@@ -875,6 +922,7 @@ def convert_inhouse(
     rx: tuple[float, ...] | None = None,
     dose_plan: str | None = None,
     require_dose: bool = False,
+    label_threshold: float = DEFAULT_LABEL_THRESHOLD,
 ) -> ConversionSummary:
     """Convert an in-house cohort (one folder per patient in SRC, DICOM or NIfTI) into a relapse dataset
     (with its planned dose beside it, docs/conversion.md "Planned dose")."""
@@ -888,6 +936,7 @@ def convert_inhouse(
         rx=tuple(rx) if rx else None,
         dose_plan=dose_plan,
         require_dose=require_dose,
+        label_threshold=label_threshold,
     )
     settings = ConversionSettings(
         kind="inhouse",
@@ -912,6 +961,7 @@ def convert_inhouse(
         source_root=str(src),
         show_progress=show_progress,
         hidden=hidden_folders(src),
+        strays=[e for e in skipped_entries(src) if e.reason != HIDDEN_FOLDER_REASON],
     )
 
 

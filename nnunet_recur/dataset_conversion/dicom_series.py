@@ -89,6 +89,8 @@ class UnreadableFile:
     modality: str | None = None
     series_instance_uid: str | None = None
     not_a_file: bool = False  # dangling symlink, symlink loop, FIFO, socket, device
+    sop_class_uid: str | None = None  # what group 0008 still tells (dicom_crosscheck uses it)
+    sop_instance_uid: str | None = None
 
 
 class SeriesList(list):
@@ -198,12 +200,15 @@ def _read_header(path: Path) -> tuple[Dataset | None, UnreadableFile | None]:
     uid = ds.get("SeriesInstanceUID")
     modality = ds.get("Modality")
     if not uid or not modality or not ds.get("SOPInstanceUID"):
-        if preamble:
+        sop_class, sop_instance = _uid_or_none(ds, "SOPClassUID"), _uid_or_none(ds, "SOPInstanceUID")
+        if preamble or sop_class or sop_instance:  # a DICM preamble, or a parseable group 0008
             return None, UnreadableFile(
                 path,
                 "header truncated or incomplete (no SeriesInstanceUID/Modality/SOPInstanceUID)",
                 modality=str(modality) if modality else None,
                 series_instance_uid=str(uid) if uid else None,
+                sop_class_uid=sop_class,
+                sop_instance_uid=sop_instance,
             )
         return None, None  # force-parsed junk: not DICOM
     if preamble and str(modality) in IMAGE_MODALITIES and not any(tag in ds for tag in _PIXEL_TAGS):
@@ -215,6 +220,17 @@ def _read_header(path: Path) -> tuple[Dataset | None, UnreadableFile | None]:
             series_instance_uid=str(uid),
         )
     return ds, None
+
+
+_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)+$")
+
+
+def _uid_or_none(ds: Dataset, keyword: str) -> str | None:
+    try:
+        value = str(ds.get(keyword, "") or "").strip("\x00 ")
+    except Exception:  # a value pydicom cannot decode: not a UID
+        return None
+    return value if _UID_RE.match(value) and len(value) <= 64 else None
 
 
 def _normal(ds: Dataset) -> np.ndarray:

@@ -36,12 +36,16 @@ UNSUPPORTED_IMAGE = "unsupported_image"  # 4-D (or higher) image where one 3-D v
 CONTOUR_INVALID = "contour_invalid"  # a used ROI has non-finite contour coordinates
 NOT_A_FILE = "not_a_file"  # dangling symlink, symlink loop, FIFO/socket/device in the patient folder
 # ... and the checks of the planned dose (RTDOSE/RTPLAN, docs/conversion.md "Planned dose").
-DOSE_INVALID = (
-    "dose_invalid"  # RELATIVE units, bad GridFrameOffsetVector/DoseGridScaling, negative, truncated
-)
+DOSE_INVALID = "dose_invalid"  # RELATIVE units, bad frame offsets/DoseGridScaling, negative, truncated
 DOSE_AMBIGUOUS = "dose_ambiguous"  # PLAN doses of several plans, none chosen with --dose-plan
 DOSE_NOT_COVERING_GTV = "dose_not_covering_gtv"  # the dose grid leaves part of the GTV uncovered
 DOSE_MISSING = "dose_missing"  # no RTDOSE (an exclusion only with --require-dose)
+# ... and the checks added for silently wrong conversions (issue 19; docs/conversion.md, "Causes").
+CONTOUR_OUTSIDE_CT = "contour_outside_ct"  # more than a small fraction of a GTV/relapse ROI lies off the CT
+CONTOURS_UNPLACEABLE = "contours_unplaceable"  # most contours of a used ROI cannot be placed on the CT
+TOO_FEW_SLICES = "too_few_slices"  # a CT with fewer slices than MIN_CT_SLICES
+ORIENTATION_CONFLICT = "orientation_conflict"  # NIfTI qform and sform both set and disagreeing
+UNASSIGNED_DICOM_FILE = "unassigned_dicom_file"  # a DICOM-looking file of no series that may be an image
 # Failures that say nothing about the patient's data (a non-zero exit when any occurs).
 WRITE_FAILED = "write_failed"  # disk full or another storage error while writing the case
 WORKER_KILLED = "oom/killed"  # the worker process died (out-of-memory killer, kill -9)
@@ -76,6 +80,11 @@ CAUSES = (
     DOSE_AMBIGUOUS,
     DOSE_NOT_COVERING_GTV,
     DOSE_MISSING,
+    CONTOUR_OUTSIDE_CT,
+    CONTOURS_UNPLACEABLE,
+    TOO_FEW_SLICES,
+    ORIENTATION_CONFLICT,
+    UNASSIGNED_DICOM_FILE,
     WRITE_FAILED,
     WORKER_KILLED,
 )

@@ -33,9 +33,15 @@ from nnunet_recur.dataset_conversion.errors import (
     UNREADABLE,
     ConversionError,
 )
+from nnunet_recur.dataset_conversion.label_values import (
+    DEFAULT_LABEL_THRESHOLD,
+    binarise_label,
+    check_threshold,
+)
 from nnunet_recur.dataset_conversion.nifti_io import check_axial, read_nifti
 from nnunet_recur.dataset_conversion.prepare import PreparedCase, assemble_case, binary_uint8
-from nnunet_recur.dataset_conversion.quality import check_in_plane_spacing
+from nnunet_recur.dataset_conversion.quality import check_ct_slices, check_in_plane_spacing
+from nnunet_recur.dataset_conversion.suv import check_suv_floor
 
 # TPS naming defaults: GTV_T, GTV_N, GTVp, GTV-1 ...; Relapse Volume_T, recurrence, recidiv ...; Brain.
 DEFAULT_ROI_GTV = r"(?i)^\s*gtv"
@@ -56,6 +62,7 @@ class InhouseOptions:
     rx: tuple[float, ...] | None = None  # prescriptions (Gy) where the RT Plan gives none (--rx)
     dose_plan: str | None = None  # RT Plan SOPInstanceUID whose dose to use (--dose-plan)
     require_dose: bool = False  # a patient without RT Dose is excluded (dose_missing)
+    label_threshold: float = DEFAULT_LABEL_THRESHOLD  # NIfTI soft labels: cut as a fraction of the scale
 
     def validate(self) -> None:
         patterns = (
@@ -70,6 +77,7 @@ class InhouseOptions:
                 re.compile(pattern)
             except re.error as exc:
                 raise ValueError(f"{label}: invalid regular expression {pattern!r}: {exc}") from exc
+        check_threshold(self.label_threshold)
 
 
 def find_nifti(folder: Path, stem: str) -> Path | None:
@@ -98,12 +106,14 @@ def load_inhouse_patient(folder: str | Path, options: InhouseOptions = InhouseOp
 def _load_nifti_patient(folder: Path, options: InhouseOptions) -> PreparedCase:
     ct_path = find_nifti(folder, "ct")
     ct = read_nifti(ct_path, CT_CORRUPT)
+    check_ct_slices(ct, str(ct_path))
     check_axial(ct, str(ct_path))
     pet_path = find_nifti(folder, "pet")
     if pet_path is None:
         raise ConversionError(PET_MISSING, "no pet.nii.gz", str(folder))
     pet = read_nifti(pet_path, PET_CORRUPT)
     check_axial(pet, str(pet_path))
+    check_suv_floor(float(np.max(sitk.GetArrayViewFromImage(pet))), str(pet_path))
     check_in_plane_spacing(ct, "CT", str(ct_path))
     check_in_plane_spacing(pet, "PET", str(pet_path))
     gtv_path = find_nifti(folder, "gtv")
@@ -112,9 +122,16 @@ def _load_nifti_patient(folder: Path, options: InhouseOptions) -> PreparedCase:
     relapse_path = find_nifti(folder, "relapse")
     if relapse_path is None and options.require_relapse:
         raise ConversionError(RELAPSE_MISSING, "no relapse.nii.gz", str(folder))
-    gtv = binary_uint8(read_nifti(gtv_path, GTV_MISSING))
+    label_notes: list[str] = []
+
+    def read_label(path: Path, cause: str) -> sitk.Image:
+        mask, note = binarise_label(read_nifti(path, cause), options.label_threshold, path.name)
+        label_notes.extend([note] if note else [])
+        return mask
+
+    gtv = read_label(gtv_path, GTV_MISSING)
     if relapse_path is not None:
-        relapse = binary_uint8(read_nifti(relapse_path, RELAPSE_MISSING))
+        relapse = read_label(relapse_path, RELAPSE_MISSING)
     else:
         relapse = sitk.Image(gtv.GetSize(), sitk.sitkUInt8)
         relapse.CopyInformation(gtv)
@@ -131,13 +148,20 @@ def _load_nifti_patient(folder: Path, options: InhouseOptions) -> PreparedCase:
         require_label=options.require_relapse,
     )
     case.planning_ct = ct
+    case.notes[:0] = label_notes
     return _with_brain(case, options, "brain.nii.gz" if brain is not None else None)
 
 
 # -- DICOM layout ----------------------------------------------------------------------------------------
 def _load_dicom_patient(folder: Path, options: InhouseOptions) -> PreparedCase:
+    from nnunet_recur.dataset_conversion.dicom_crosscheck import check_unassigned_files
     from nnunet_recur.dataset_conversion.dicom_series import read_image_series, scan_folder
-    from nnunet_recur.dataset_conversion.rtstruct import rasterise_roi, read_rtstruct
+    from nnunet_recur.dataset_conversion.rtstruct import (
+        RoiPlacement,
+        check_placement,
+        rasterise_roi,
+        read_rtstruct,
+    )
     from nnunet_recur.dataset_conversion.suv import pet_series_to_suv
 
     found = scan_folder(folder)
@@ -186,6 +210,7 @@ def _load_dicom_patient(folder: Path, options: InhouseOptions) -> PreparedCase:
                 f"file of the chosen {chosen.modality} series cannot be read: {damaged[0].reason}",
                 str(damaged[0].path),
             )
+    crosscheck_notes = check_unassigned_files(found, ct_series, structure_sets, folder)
     frame = ct_series.frame_of_reference_uid
     if frame and pet_series.frame_of_reference_uid and pet_series.frame_of_reference_uid != frame:
         raise ConversionError(
@@ -203,6 +228,7 @@ def _load_dicom_patient(folder: Path, options: InhouseOptions) -> PreparedCase:
             )
 
     ct = read_image_series(ct_series)
+    check_ct_slices(ct, str(ct_series.files[0]))
     pet = pet_series_to_suv(pet_series)
     check_in_plane_spacing(pet, "PET", str(pet_series.files[0]))
 
@@ -232,8 +258,10 @@ def _load_dicom_patient(folder: Path, options: InhouseOptions) -> PreparedCase:
         notes: list[str] = []
         for structure, roi in with_contours:
             roi_notes: list[str] = []
-            mask = rasterise_roi(roi.contours, ct, roi_notes, roi_name=roi.name)
+            placement = RoiPlacement(n_contours=len(roi.skipped), n_failed=len(roi.skipped))
+            mask = rasterise_roi(roi.contours, ct, roi_notes, roi.name, placement)
             notes.extend(f"{structure.path.name}: {note}" for note in roi_notes)
+            check_placement(placement, f"{what} ROI {roi.name!r}", str(structure.path))
             union |= sitk.GetArrayViewFromImage(mask) > 0
         image = sitk.GetImageFromArray(union)
         image.CopyInformation(ct)
@@ -281,6 +309,7 @@ def _load_dicom_patient(folder: Path, options: InhouseOptions) -> PreparedCase:
         ]
         + gtv_notes
         + relapse_notes
+        + crosscheck_notes
     )
     case.series = {"ct": series_label(ct_series), "pet": series_label(pet_series)}
     case.planning_ct, case.planning_series = ct, ct_series

@@ -39,6 +39,7 @@ from nnunet_recur.dataset_conversion.errors import (
     UNSUPPORTED_IMAGE,
     ConversionError,
 )
+from nnunet_recur.dataset_conversion.nifti_orientation import check_qform_sform
 
 MAX_VOXELS_ENV = "RECUR_MAX_VOXELS"
 DEFAULT_MAX_VOXELS = 512 * 512 * 2048  # a 2048-slice 512 x 512 CT; 2 GiB as float32
@@ -348,6 +349,7 @@ def read_nifti(path: str | Path, cause: str) -> sitk.Image:
     try:
         if path.name.endswith((".nii", ".nii.gz")):
             header = check_nifti_file(path, check_finite=False)
+            check_qform_sform(_read_header(path), path)
             if header.float_dtype is not None:
                 image = _read_float_once(path, header)
                 if image is not None:

@@ -16,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_recur.dataset_conversion import geometry
+from nnunet_recur.dataset_conversion.coverage import check_mask_coverage
 from nnunet_recur.dataset_conversion.crop import PAD_CT_HU, PAD_LABEL, PAD_PET_SUV, CropBox
 from nnunet_recur.dataset_conversion.errors import (
     GTV_MISSING,
@@ -25,7 +26,7 @@ from nnunet_recur.dataset_conversion.errors import (
     ConversionError,
 )
 from nnunet_recur.dataset_conversion.nnunet_writer import ct_for_writing
-from nnunet_recur.dataset_conversion.quality import check_in_plane_spacing, voxel_count
+from nnunet_recur.dataset_conversion.quality import check_ct_slices, check_in_plane_spacing, voxel_count
 
 
 @dataclass
@@ -92,6 +93,7 @@ def mask_on_grid(
     out = geometry.resample_onto(mask, ct, interpolator="nearest", default_value=0, pixel_type=sitk.sitkUInt8)
     if had_voxels and voxel_count(out) == 0:
         raise ConversionError(cause_if_lost, f"{what} lies outside the CT image", path)
+    check_mask_coverage(mask, ct, what, path)  # partly outside: contour_outside_ct beyond a small fraction
     return out
 
 
@@ -111,6 +113,7 @@ def assemble_case(
     `label` and `gtv` may be on any grid; the result lives on the CT grid cut to the PET's axial range.
     """
     check_in_plane_spacing(ct, "CT", source)
+    check_ct_slices(ct, source)
     label_cause = RELAPSE_MISSING if label_what == "relapse" else GTV_MISSING
     outside_cause = RELAPSE_OUTSIDE_IMAGE if label_what == "relapse" else GTV_MISSING
     gtv = mask_on_grid(gtv, ct, "GTV", GTV_MISSING, source)

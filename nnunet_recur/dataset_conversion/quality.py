@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from nnunet_recur.dataset_conversion.errors import CAUSES, UNEVEN_SPACING, ConversionError
+from nnunet_recur.dataset_conversion.errors import CAUSES, TOO_FEW_SLICES, UNEVEN_SPACING, ConversionError
 
 IN_PLANE_SPACING_REL_TOL = 1e-3
 
@@ -51,10 +51,34 @@ CAUSE_WORDS = {
     "dose_ambiguous": "RT Dose ambiguous",
     "dose_not_covering_gtv": "dose grid does not cover the GTV",
     "dose_missing": "RT Dose missing",
+    "contour_outside_ct": "contours outside the CT",
+    "contours_unplaceable": "contours not placeable",
+    "too_few_slices": "too few CT slices",
+    "orientation_conflict": "NIfTI qform/sform conflict",
+    "unassigned_dicom_file": "DICOM file of no series",
     "write_failed": "write failed",
     "oom/killed": "worker killed (out of memory?)",
 }
 assert set(CAUSE_WORDS) == set(CAUSES)
+
+
+# A planning CT must hold a volume: a head-and-neck planning CT has 100+ slices, and the GTV and relapse
+# with the crop margin span tens. Fewer than this is a localiser, a single exported slice or a partial
+# export (a 1-slice CT once converted to a 72 x 72 x 1 case). Kept low so that small test data pass;
+# the contours' own coverage is checked separately (rtstruct.check_placement, prepare.mask_on_grid).
+MIN_CT_SLICES = 8
+
+
+def check_ct_slices(ct: sitk.Image, path: str | None) -> None:
+    """Refuse a CT with fewer than MIN_CT_SLICES slices (too_few_slices)."""
+    n = ct.GetSize()[2] if ct.GetDimension() >= 3 else 1
+    if n < MIN_CT_SLICES:
+        raise ConversionError(
+            TOO_FEW_SLICES,
+            f"CT has {n} slice(s), fewer than the {MIN_CT_SLICES} a planning CT must have "
+            "(a localiser or a partial export?)",
+            path,
+        )
 
 
 def check_in_plane_spacing(image: sitk.Image, what: str, path: str | None) -> None:

@@ -49,6 +49,16 @@ MAX_UPTAKE_SECONDS = 24 * 3600
 PATIENT_WEIGHT_KG_RANGE = (20.0, 250.0)  # an adult head-and-neck patient; 700 kg is a typo, not a weight
 MAX_RESCALE_SLOPE = 1e6  # vendor PET slopes are ~1e-3 .. 1e2; 1e38 is damage
 MAX_PLAUSIBLE_SUV = 1e4  # FDG SUVmax stays below a few hundred even in the bladder
+# The floor: SUVbw is activity per gram over injected activity per gram of body, so over the whole body
+# its mean is 1 by construction (less what was excreted), and any FDG PET of the head and neck holds
+# voxels well above 1 (brain cortex SUV 5-15, an FDG-avid GTV 3-25). A whole-volume SUVmax below 1 means
+# the scale is wrong (a vendor SUV factor 1000x too small gave SUVmax 0.0087 and an empty brain mask).
+MIN_PLAUSIBLE_SUVMAX = 1.0
+# DecayFactor (0054,1321) says by how much a slice was decay-corrected. ADMIN (corrected to the injection)
+# after an FDG uptake of >= 20 min means a factor >= 2^(20/109.8) = 1.13; START (corrected to the scan
+# start) means at most the within-frame correction, ~1.01 for a 3-min frame, 1.05 for 10 min.
+ADMIN_MIN_DECAY_FACTOR = 1.01
+START_MAX_DECAY_FACTOR = 1.1
 REQUIRED_CORRECTIONS = ("ATTN", "DECY")
 GE_PRIVATE_CREATOR = "GEMS_PETD_01"
 GE_POST_INJECTION_ELEMENT = 0x0D  # (0009,xx0D) post-injection scan date-time
@@ -487,6 +497,47 @@ def check_suv_preconditions(series) -> None:
             )
 
 
+def check_decay_factor(series) -> None:
+    """DecayCorrection against DecayFactor where both exist: ADMIN with a factor of ~1 (no correction to
+    the injection happened) or START with a factor far above 1 (corrected to the injection) contradict
+    themselves; the first gives an SUV ~30 % low, so it is refused (suv_not_computable)."""
+    first = series.first
+    correction = str(first.get("DecayCorrection", "")).strip().upper()
+    factor = _float_or_none(first.get("DecayFactor"))
+    if factor is None or correction not in ("ADMIN", "START"):
+        return
+    if correction == "ADMIN" and factor < ADMIN_MIN_DECAY_FACTOR:
+        why = (
+            f"DecayCorrection ADMIN (decay-corrected to the injection) with DecayFactor {factor:g}: a "
+            f"correction to the injection after any FDG uptake time is >= {ADMIN_MIN_DECAY_FACTOR:g}"
+        )
+    elif correction == "START" and factor > START_MAX_DECAY_FACTOR:
+        why = (
+            f"DecayCorrection START (decay-corrected to the scan start) with DecayFactor {factor:g}: a "
+            f"correction within one frame stays below {START_MAX_DECAY_FACTOR:g}; the image looks "
+            "decay-corrected to the injection"
+        )
+    else:
+        return
+    raise ConversionError(
+        SUV_NOT_COMPUTABLE,
+        f"{why}; the header contradicts itself and the SUV would be wrong by the decay (~30 %)",
+        str(series.files[0]),
+    )
+
+
+def check_suv_floor(peak: float, source: str | None) -> None:
+    """suv_implausible when the whole PET's SUVmax is below MIN_PLAUSIBLE_SUVMAX (see its comment)."""
+    if peak < MIN_PLAUSIBLE_SUVMAX:
+        raise ConversionError(
+            SUV_IMPLAUSIBLE,
+            f"SUVmax {peak:.4g} of the whole PET is below {MIN_PLAUSIBLE_SUVMAX:g}: no FDG PET of the head "
+            "and neck is that low (the body mean of SUVbw is 1); check the vendor SUV factor, Units, "
+            "RescaleSlope and the dose",
+            source,
+        )
+
+
 def pet_series_to_suv(series):
     """A PET `DicomSeries` as a float32 SimpleITK image in SUVbw (rescale per slice, then the factor).
 
@@ -502,6 +553,7 @@ def pet_series_to_suv(series):
             SUV_NOT_COMPUTABLE, f"not a PET series (Modality {series.modality})", str(series.files[0])
         )
     factor = suv_factor(series)
+    check_decay_factor(series)
     activity = read_image_series(series)
     suv = sitk.GetArrayViewFromImage(activity).astype(np.float64) * factor
     peak = float(np.max(suv)) if suv.size else 0.0
@@ -512,6 +564,7 @@ def pet_series_to_suv(series):
             "and the dose",
             str(series.files[0]),
         )
+    check_suv_floor(peak, str(series.files[0]))
     image = sitk.GetImageFromArray(suv.astype(np.float32))
     image.CopyInformation(activity)
     return image
