@@ -134,3 +134,15 @@ def test_plan_refusals(tmp_path):
         read_rtplan(tmp_path / "plan.dcm")
     with pytest.raises(RTPlanError, match="not an RT Plan"):
         read_rtplan(_gy_copy(tmp_path)[0])
+
+
+def test_unreadable_frame_count_is_refused(tmp_path):
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    ds = pydicom.dcmread(REAL_DOSE)
+    ds.DoseUnits = "GY"
+    ds[0x00280008] = RawDataElement(Tag(0x00280008), "IS", 2, b"x5", 0, True, True)
+    ds.save_as(tmp_path / "frames.dcm")
+    with pytest.raises(RTDoseError, match="unreadable Rows, Columns or NumberOfFrames"):
+        read_rtdose(tmp_path / "frames.dcm")

@@ -203,8 +203,11 @@ def read_rtdose(path: str | Path, *, allow_relative: bool = False) -> RTDose:
     if not math.isfinite(scaling) or scaling <= 0:
         _fail(path, f"DoseGridScaling {scaling:g} (must be a finite number > 0)")
 
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    try:
+        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        _fail(path, "unreadable Rows, Columns or NumberOfFrames")
     if rows <= 0 or cols <= 0 or n_frames <= 0:
         _fail(path, f"empty dose grid ({n_frames} frames of {rows}x{cols})")
     ipp = _floats(ds, "ImagePositionPatient", path, 3)
