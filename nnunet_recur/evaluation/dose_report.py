@@ -419,4 +419,3 @@ def add_infield_column(stage: Path, infield: dict) -> None:
         row["po_infield_captured"], row["po_infield_total"] = cells(row["method"])
     summary["dose"] = infield
     write_json(summary_path, summary)
-
