@@ -451,3 +451,31 @@ def test_compare_with_dose_adds_the_in_field_column(inputs, tmp_path):
     assert rows["Ground truth"]["po_infield_total"] == "2"
     assert rows["CNN"]["po_infield_captured"] == "2"
     assert json.loads((out / "summary.json").read_text())["table1"][1]["po_infield_total"] == 2
+
+
+def test_in_field_column_leaves_out_a_case_without_a_usable_dose(inputs, tmp_path):
+    import shutil
+
+    from nnunet_recur.evaluation import comparison
+
+    dose = tmp_path / "dose"
+    shutil.copytree(inputs["dose"], dose)
+    (dose / "RECUR_002.nii.gz").unlink()
+    (dose / "RECUR_001.json").write_text("{not json")
+    methods = (comparison.Method.parse(f"CNN={inputs['cnn']}"),)
+    job = comparison.CompareInputs(labels=inputs["labels"], methods=methods, hd95=False, curves=False)
+    results = [comparison.evaluate_case(case, job) for case in ("RECUR_001", "RECUR_002")]
+    infield = dose_report.infield_capture(results, inputs["labels"], dose, "68,60,50")
+    assert infield["infield_total"] == 0 and infield["captured"] == {}
+    assert set(infield["left_out"]) == {"RECUR_001", "RECUR_002"}
+    assert "RECUR_001.json: not valid JSON" in infield["left_out"]["RECUR_001"]
+    assert "RECUR_002.nii.gz: file not found" in infield["left_out"]["RECUR_002"]
+    (dose / "RECUR_001.json").unlink()  # no plan JSON: --rx gives the prescriptions
+    infield = dose_report.infield_capture(results, inputs["labels"], dose, "68,60,50")
+    assert (infield["infield_total"], infield["captured"], list(infield["left_out"])) == (
+        1,
+        {"CNN": 1},
+        ["RECUR_002"],
+    )
+    without_rx = dose_report.infield_capture(results[:1], inputs["labels"], dose, None)
+    assert "give --rx" in without_rx["left_out"]["RECUR_001"]

@@ -10,7 +10,6 @@ McNemar test pairs the best CNN and the GTV on the same in-field POs.
 from __future__ import annotations
 
 import csv
-import io
 import math
 from pathlib import Path
 
@@ -420,8 +419,3 @@ def add_infield_column(stage: Path, infield: dict) -> None:
         row["po_infield_captured"], row["po_infield_total"] = cells(row["method"])
     summary["dose"] = infield
     write_json(summary_path, summary)
-
-
-def read_table(path: Path) -> list[dict]:
-    """A CSV written here, as dicts (for tests and the benchmark)."""
-    return list(csv.DictReader(io.StringIO(Path(path).read_text(encoding="utf-8"))))
