@@ -6,6 +6,9 @@ Two passes, because the split and the auto crop box depend on which patients pas
    failed patient becomes an exclusion and the batch carries on;
 2. split the converted patients (paper 60/20/20 or cv5), derive the crop box from train+val, then crop
    and write every case (temporary names, then os.replace).
+The steps, run under the dataset lock: `check_patients` (pass 1), `choose_split_and_box`, `write_cases`
+(pass 2), `remove_stale_cases`, `write_reports`. A new patient at inference is prepared by
+new_patient.py, not here.
 
 Reruns: per-patient results are remembered in REPORT_DIR/conversion_state.json (it names patients,
 so it stays out of nnUNet_raw), keyed by a fingerprint of the patient's files and the settings; a case
