@@ -205,6 +205,7 @@ def build_rtstruct(
     ds.SoftwareVersions = software_version
     ds.OperatorsName = ""
     ds.FrameOfReferenceUID = first.FrameOfReferenceUID
+    ds.PositionReferenceIndicator = first.get("PositionReferenceIndicator", "")  # Type 2 (FoR module)
     ds.StructureSetLabel = "RECUR"
     ds.StructureSetName = "recur relapse risk"
     ds.StructureSetDescription = f"{RESEARCH_STATEMENT}. {algorithm_description}"[:1024]
