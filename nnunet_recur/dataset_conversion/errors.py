@@ -35,6 +35,13 @@ INVALID_SPACING = "invalid_spacing"  # zero, negative or non-finite voxel spacin
 UNSUPPORTED_IMAGE = "unsupported_image"  # 4-D (or higher) image where one 3-D volume is expected
 CONTOUR_INVALID = "contour_invalid"  # a used ROI has non-finite contour coordinates
 NOT_A_FILE = "not_a_file"  # dangling symlink, symlink loop, FIFO/socket/device in the patient folder
+# ... and the checks of the planned dose (RTDOSE/RTPLAN, docs/conversion.md "Planned dose").
+DOSE_INVALID = (
+    "dose_invalid"  # RELATIVE units, bad GridFrameOffsetVector/DoseGridScaling, negative, truncated
+)
+DOSE_AMBIGUOUS = "dose_ambiguous"  # PLAN doses of several plans, none chosen with --dose-plan
+DOSE_NOT_COVERING_GTV = "dose_not_covering_gtv"  # the dose grid leaves part of the GTV uncovered
+DOSE_MISSING = "dose_missing"  # no RTDOSE (an exclusion only with --require-dose)
 # Failures that say nothing about the patient's data (a non-zero exit when any occurs).
 WRITE_FAILED = "write_failed"  # disk full or another storage error while writing the case
 WORKER_KILLED = "oom/killed"  # the worker process died (out-of-memory killer, kill -9)
@@ -65,6 +72,10 @@ CAUSES = (
     UNSUPPORTED_IMAGE,
     CONTOUR_INVALID,
     NOT_A_FILE,
+    DOSE_INVALID,
+    DOSE_AMBIGUOUS,
+    DOSE_NOT_COVERING_GTV,
+    DOSE_MISSING,
     WRITE_FAILED,
     WORKER_KILLED,
 )
