@@ -87,6 +87,27 @@ def predict(
     workers: int = typer.Option(
         1, "--workers", min=1, help="Patients predicted in parallel (processes, CPU)."
     ),
+    dose_map: bool = typer.Option(
+        False, "--dose-map", help="Dose painting by numbers: write the prescription (docs/prediction.md)."
+    ),
+    base_gy: float = typer.Option(68.0, "--base-gy", help="Dose outside the region, and D_low (Gy)."),
+    boost_gy: float = typer.Option(80.0, "--boost-gy", help="D_high: dose where p >= --p-hi (Gy)."),
+    p_lo: float = typer.Option(0.0, "--p-lo", help="Probability at and below which D_low applies."),
+    p_hi: float = typer.Option(1.0, "--p-hi", help="Probability at and above which D_high applies."),
+    margin_mm: float = typer.Option(5.0, "--margin-mm", help="Region: the GTV grown by this margin (mm)."),
+    region_roi: str = typer.Option(None, "--region-roi", help="Region: this RTSTRUCT ROI instead."),
+    iso_mean: bool = typer.Option(
+        False, "--iso-mean", help="Redistribute at equal mean region dose (--mean-gy) within bounds."
+    ),
+    mean_gy: float = typer.Option(None, "--mean-gy", help="--iso-mean target mean (default --base-gy)."),
+    min_gy: float = typer.Option(60.0, "--min-gy", help="--iso-mean lowest voxel dose (Gy)."),
+    max_gy: float = typer.Option(
+        None, "--max-gy", help="--iso-mean highest voxel dose (default --boost-gy)."
+    ),
+    levels: int = typer.Option(None, "--levels", help="Quantise to N dose levels (3-11), one ROI each."),
+    report_patient_id: bool = typer.Option(
+        False, "--report-patient-id", help="Print the CT's PatientID on report.html (off by default)."
+    ),
 ) -> None:
     """Predict relapse risk for new patients (help text: PREDICT_HELP)."""
     from nnunet_recur.prediction.levels import parse_list
@@ -104,7 +125,25 @@ def predict(
             pet_series=pet_series,
             ct_series=ct_series,
             suvmax_percent=suvmax_percent,
+            report_patient_id=report_patient_id,
         )
+        if dose_map:
+            from nnunet_recur.prediction.dose_painting import DoseMapOptions
+
+            options.dose_map = DoseMapOptions(
+                base_gy,
+                boost_gy,
+                p_lo,
+                p_hi,
+                margin_mm,
+                region_roi,
+                iso_mean,
+                mean_gy,
+                min_gy,
+                max_gy,
+                levels,
+            )
+            options.dose_map.validate()
         if not options.thresholds and not options.boost_cc:
             raise ValueError("--thresholds and --boost-cc are both empty: nothing to contour")
         for t in options.thresholds:
@@ -118,6 +157,20 @@ def predict(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
 
+    def report(result) -> None:
+        if result.ok:
+            typer.echo(f"ok   {result.patient} -> {result.out} ({result.seconds:.1f} s)")
+        else:
+            typer.echo(f"FAIL {result.patient} [{result.cause}]: {result.message}", err=True)
+
+    from nnunet_recur.prediction.precheck import split_jobs
+
+    jobs, results = split_jobs(jobs, roi_gtv)  # the folders' cheap checks, before the model loads
+    for result in results:
+        report(result)
+    if not jobs:
+        typer.echo(f"0 of {len(results)} patient(s) predicted")
+        raise typer.Exit(1)
     resolved = None
     try:
         resolved = resolve_model(
@@ -129,14 +182,7 @@ def predict(
         predictor = FoldPredictor(resolved, chosen, device=device, tta=tta)
         predictor.fold_choice = how
         typer.echo(f"model {resolved.model_id}, folds {chosen} ({how}), device {predictor.predictor.device}")
-
-        def report(result) -> None:
-            if result.ok:
-                typer.echo(f"ok   {result.patient} -> {result.out} ({result.seconds:.1f} s)")
-            else:
-                typer.echo(f"FAIL {result.patient} [{result.cause}]: {result.message}", err=True)
-
-        results = run_batch(jobs, predictor, options, workers=workers, on_result=report)
+        results += run_batch(jobs, predictor, options, workers=workers, on_result=report)
     except ModelError as exc:
         typer.echo(f"error [model]: {exc}", err=True)
         raise typer.Exit(2) from exc

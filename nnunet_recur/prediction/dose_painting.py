@@ -135,8 +135,13 @@ def level_masks(dose: np.ndarray, region: np.ndarray, levels: list[float]) -> li
     return out
 
 
-def level_name(dose_gy: float) -> str:
-    return f"DP_{dose_gy:.1f}Gy"
+def level_names(doses: list[float]) -> list[str]:
+    """DP_74.0Gy, ...; more decimals when two levels would otherwise share a name."""
+    for decimals in (1, 2, 3, 4):
+        names = [f"DP_{d:.{decimals}f}Gy" for d in doses]
+        if len(set(names)) == len(names):
+            return names
+    return [f"DP_{i}_{d:.4f}Gy" for i, d in enumerate(doses, start=1)]
 
 
 def dose_map(
@@ -184,9 +189,11 @@ def dose_map(
             "max_gy": round(float(inside.max()), 4),
         },
         "grid": {"min_gy": round(float(dose.min()), 4), "max_gy": round(float(dose.max()), 4)},
-        "levels": [
-            {"roi": level_name(v), "dose_gy": round(v, 4), "volume_ml": round(float(m.sum()) * voxel_ml, 4)}
-            for v, m in level_masks(dose, region, levels)
-        ],
+        "levels": [],
+        "levels_layout": "disjoint: every region voxel in exactly one level ROI" if levels else None,
     }
+    present = level_masks(dose, region, levels)
+    for name, (value, mask) in zip(level_names([v for v, _ in present]), present, strict=True):
+        volume = round(float(mask.sum()) * voxel_ml, 4)
+        summary["levels"].append({"roi": name, "dose_gy": round(value, 4), "volume_ml": volume})
     return DoseMap(dose.astype(np.float32), region, d_low, d_high, levels, summary)

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from nnunet_recur.prediction.dose_outputs import DOSE_OUTPUTS
+from nnunet_recur.prediction.dose_painting import DoseMapOptions
 from nnunet_recur.prediction.levels import make_levels
 from nnunet_recur.prediction.model import Model, ModelError
 from nnunet_recur.prediction.rtstruct_writer import RESEARCH_STATEMENT, RoiSpec
@@ -35,7 +37,7 @@ SEG = "SEG_recur_rois.dcm"
 SEG_PROBABILITY = "SEG_recur_probability.dcm"
 REPORT = "report.html"
 SUMMARY = "summary.json"
-OUTPUTS = (PROBABILITY, UNCERTAINTY, RTSTRUCT, SEG, SEG_PROBABILITY, REPORT, SUMMARY)
+OUTPUTS = (PROBABILITY, UNCERTAINTY, RTSTRUCT, SEG, SEG_PROBABILITY, REPORT, SUMMARY, *DOSE_OUTPUTS)
 SPACING_TOLERANCE = 0.25  # a patient's CT spacing may differ this much (relative) from the crop's reference
 
 THRESHOLD_COLORS = [(255, 255, 0), (255, 160, 0), (255, 0, 0), (160, 0, 60), (100, 0, 120)]
@@ -56,6 +58,10 @@ class PredictOptions:
     suvmax_percent: float | None = None
     write_dicom: bool = True
     write_report: bool = True
+    dose_map: DoseMapOptions | None = (
+        None  # --dose-map: dose painting by numbers (prediction/dose_painting.py)
+    )
+    report_patient_id: bool = False  # --report-patient-id: the CT's PatientID on the report
 
 
 class PatientError(Exception):
@@ -123,6 +129,8 @@ class Prediction:
     summary: dict
     ct_headers: list | None
     notes: list[str]
+    dose: object | None = None  # dose_painting.DoseMap with --dose-map
+    patient_id: str | None = None  # only with --report-patient-id
 
 
 def _volume_ml(mask: np.ndarray, voxel_ml: float) -> float:
@@ -246,7 +254,20 @@ def predict_patient(folder: str | Path, predictor, options: PredictOptions) -> P
         "provenance": {"software": software_versions(), "input": hash_folder(folder)},
     }
     headers = list(case.planning_series.headers) if case.planning_series is not None else None
-    return Prediction(planning_ct, probability, uncertainty, levels, gtv, summary, headers, notes)
+    prediction = Prediction(planning_ct, probability, uncertainty, levels, gtv, summary, headers, notes)
+    if options.dose_map is not None:
+        from nnunet_recur.prediction import dose_outputs
+
+        try:  # p: the probability map as written (calibrated when a calibration was applied)
+            prediction.dose = dose_outputs.compute(
+                folder, planning_ct, prob_array, gtv, options.dose_map, summary, headers is not None
+            )
+        except ValueError as exc:
+            raise PatientError("dose_map", str(exc)) from exc
+        summary["dose_map"] = prediction.dose.summary
+    if options.report_patient_id and headers is not None:
+        prediction.patient_id = str(headers[0].get("PatientID", "")) or None
+    return prediction
 
 
 def _suv_summary(case, percent: float | None) -> tuple[dict, list[str]]:
@@ -332,6 +353,11 @@ def write_outputs(prediction: Prediction, options: PredictOptions, out: Path) ->
                 build_probability_seg(prediction.ct_headers, probability, version).save_as(
                     staging / SEG_PROBABILITY
                 )
+        if prediction.dose is not None:
+            from nnunet_recur.prediction import dose_outputs
+
+            headers = prediction.ct_headers if options.write_dicom else None
+            dose_outputs.write(staging, prediction.dose, prediction.planning_ct, headers, version)
         (staging / SUMMARY).write_text(json.dumps(prediction.summary, indent=2))
         if options.write_report:
             from nnunet_recur.prediction.report import overlay_png, render_html
