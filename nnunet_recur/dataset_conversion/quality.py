@@ -47,6 +47,10 @@ CAUSE_WORDS = {
     "unsupported_image": "unsupported image",
     "contour_invalid": "invalid contour",
     "not_a_file": "not a file",
+    "dose_invalid": "dose invalid",
+    "dose_ambiguous": "dose ambiguous",
+    "dose_not_covering_gtv": "dose not covering GTV",
+    "dose_missing": "dose missing",
     "write_failed": "write failed",
     "oom/killed": "worker killed (out of memory?)",
 }
