@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from nnunet_recur.evaluation.cli_dp_qa import dp_qa
 from nnunet_recur.evaluation.cli_training_curves import training_curves
 
 app = typer.Typer(
@@ -523,6 +524,7 @@ def compare(
 
 
 _command("training-curves")(training_curves)
+_command("dp-qa")(dp_qa)
 
 
 def main() -> None:
