@@ -371,7 +371,18 @@ def write_outputs(prediction: Prediction, options: PredictOptions, out: Path) ->
                 ct.GetSpacing(),
                 np.asarray(ct.GetDirection()).reshape(3, 3),
             )
-            (staging / REPORT).write_text(render_html(prediction.summary, png))
+            dose = None
+            if prediction.dose is not None:
+                from nnunet_recur.prediction.report import dose_png
+
+                voxel_ml = float(np.prod(ct.GetSpacing())) / 1000.0
+                direction = np.asarray(ct.GetDirection()).reshape(3, 3)
+                d = prediction.dose
+                dose = dose_png(
+                    sitk.GetArrayViewFromImage(ct), d.dose, d.region, ct.GetSpacing(), direction, voxel_ml
+                )
+            html_text = render_html(prediction.summary, png, dose, prediction.patient_id)
+            (staging / REPORT).write_text(html_text)
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for name in OUTPUTS:
