@@ -95,12 +95,13 @@ def without_pet(patient: Path, target: Path) -> Path:
     return target
 
 
-def test_predict_from_the_original_dicom_equals_nnunetv2_predict(trained, monkeypatch):
+def test_predict_from_the_original_dicom_equals_nnunetv2_predict(trained, monkeypatch, dciodvfy):
     root, env, patient, case = trained
     out = root / "out_single"
     result = predict(
         [str(patient), "--model", str(model_dir(root)), "--out", str(out), "--device", "cpu"]
-        + ["--thresholds", "0.3,0.5", "--boost-cc", "5", "--include-gtv"],
+        + ["--thresholds", "0.3,0.5", "--boost-cc", "5", "--include-gtv"]
+        + ["--dose-map", "--boost-gy", "80", "--levels", "5"],
         env,
         monkeypatch,
     )
@@ -113,6 +114,12 @@ def test_predict_from_the_original_dicom_equals_nnunetv2_predict(trained, monkey
         "SEG_recur_probability.dcm",
         "report.html",
         "summary.json",
+        "dose_prescription.nii.gz",
+        "RD_recur_prescription.dcm",
+        "RP_recur_prescription.dcm",
+        "PM_recur_prescription.dcm",
+        "RS_recur_dose_levels.dcm",
+        "dose_map.json",
     }
 
     # nnU-Net's own prediction of the converter's file of this very case
@@ -175,6 +182,27 @@ def test_predict_from_the_original_dicom_equals_nnunetv2_predict(trained, monkey
     report = (out / "report.html").read_text()
     assert "data:image/png;base64," in report and "NOT A MEDICAL DEVICE" in report
     assert patient.name not in report and patient.name not in json.dumps(summary)
+
+    # --dose-map: the RT Dose is dose_prescription.nii.gz on the CT's grid; every DICOM object validates
+    assert "prescription-volume histogram" in report and "Patient ID" not in report
+    dose = sitk.ReadImage(str(out / "dose_prescription.nii.gz"))
+    assert dose.GetSize() == ct.GetSize()
+    np.testing.assert_allclose(dose.GetOrigin(), ct.GetOrigin(), atol=1e-4)
+    rd = pydicom.dcmread(out / "RD_recur_prescription.dcm")
+    assert rd.FrameOfReferenceUID == series.frame_of_reference_uid
+    scaling = float(rd.DoseGridScaling)
+    dose_array = sitk.GetArrayFromImage(dose)
+    assert np.abs(rd.pixel_array * scaling - dose_array).max() <= scaling / 2 + 1e-6
+    dose_summary = json.loads((out / "dose_map.json").read_text())
+    assert dose_summary == summary["dose_map"] and dose_summary["parameters"]["boost_gy"] == 80
+    region = dose_array != 68.0
+    assert (
+        dose_summary["region"]["max_gy"] <= 80 and 3 <= len(dose_summary["levels"]) <= 5 or not region.any()
+    )
+    for path in sorted(out.glob("*.dcm")):
+        errors, warnings = dciodvfy(path)
+        assert errors == [], (path.name, errors)
+        assert all("Laterality" in w for w in warnings), (path.name, warnings)  # docs/prediction.md
 
 
 def test_ensemble_then_rerun_and_a_zip_on_a_machine_without_the_training_data(trained, monkeypatch, tmp_path):
