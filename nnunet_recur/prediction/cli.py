@@ -16,6 +16,9 @@ PREDICT_HELP = "\n\n".join(
         "SEG_recur_rois.dcm and SEG_recur_probability.dcm (DICOM SEG), report.html and summary.json. "
         "Several patients (or --cohort) go to OUT/<patient folder name>/; a failing patient is reported and "
         "the others go on; the exit code is non-zero when any patient failed.",
+        "--dose-map adds a dose-painting-by-numbers PRESCRIPTION (not a calculated dose): "
+        "dose_prescription.nii.gz, an RT Dose with its prescription-only RT Plan, a Parametric Map, the "
+        "region and --levels ROIs (RS_recur_dose_levels.dcm) and dose_map.json (docs/prediction.md).",
         "Example: recur predict /data/new/patient17 --model "
         "$nnUNet_results/Dataset502_RecurOPSCC/nnUNetTrainerRecur__nnUNetRecurPlans__3d_recur "
         "--out pred17 --thresholds 0.3,0.5 --boost-cc 10",
@@ -165,18 +168,18 @@ def predict(
 
     from nnunet_recur.prediction.precheck import split_jobs
 
-    jobs, results = split_jobs(jobs, roi_gtv)  # the folders' cheap checks, before the model loads
-    for result in results:
-        report(result)
-    if not jobs:
-        typer.echo(f"0 of {len(results)} patient(s) predicted")
-        raise typer.Exit(1)
     resolved = None
     try:
-        resolved = resolve_model(
+        resolved = resolve_model(  # reads the model folder's JSON only; the weights load below
             model, dataset=dataset, trainer=trainer, plans=plans, configuration=configuration
         )
         chosen, how = choose_folds(resolved, fold_list)
+        jobs, results = split_jobs(jobs, roi_gtv)  # the folders' cheap checks, before the weights load
+        for result in results:
+            report(result)
+        if not jobs:
+            typer.echo(f"0 of {len(results)} patient(s) predicted")
+            raise typer.Exit(1)
         from nnunet_recur.prediction.inference import FoldPredictor
 
         predictor = FoldPredictor(resolved, chosen, device=device, tta=tta)
