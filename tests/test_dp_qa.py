@@ -148,35 +148,9 @@ def test_another_frame_of_reference_is_refused_with_one_line(doses):
 
 
 def test_region_without_rtstruct_and_a_missing_roi_are_one_line_errors(doses):
-    result = CliRunner().invoke(
-        app,
-        [
-            "dp-qa",
-            "--prescription",
-            str(doses / "rx.dcm"),
-            "--planned",
-            str(doses / "same.dcm"),
-            "--region",
-            "DP_region",
-            "--out",
-            str(doses / "x"),
-        ],
-    )
+    base = ["dp-qa", "--prescription", str(doses / "rx.dcm"), "--planned", str(doses / "same.dcm")]
+    result = CliRunner().invoke(app, [*base, "--region", "DP_region", "--out", str(doses / "x")])
     assert result.exit_code == 2 and "--rtstruct" in result.output
-    result = CliRunner().invoke(
-        app,
-        [
-            "dp-qa",
-            "--prescription",
-            str(doses / "rx.dcm"),
-            "--planned",
-            str(doses / "same.dcm"),
-            "--region",
-            "PTV_nope",
-            "--rtstruct",
-            str(doses / "rs.dcm"),
-            "--out",
-            str(doses / "x"),
-        ],
-    )
+    region = ["--region", "PTV_nope", "--rtstruct", str(doses / "rs.dcm")]
+    result = CliRunner().invoke(app, [*base, *region, "--out", str(doses / "x")])
     assert result.exit_code == 2 and "no ROI 'PTV_nope'" in result.output and "Traceback" not in result.output

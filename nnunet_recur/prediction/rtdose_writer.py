@@ -17,11 +17,10 @@ import math
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from nnunet_recur.prediction.rtstruct_writer import RESEARCH_STATEMENT, _now, copy_patient_study
+from nnunet_recur.prediction.rtstruct_writer import RESEARCH_STATEMENT, rt_object_header
 
 RTDOSE_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.2"
 MAX_ERROR_GY = 0.01
@@ -84,34 +83,15 @@ def build_rtdose(
     if any(b <= a for a, b in zip(offsets, offsets[1:], strict=False)):
         raise ValueError("the CT slices are not in increasing order along the slice normal")
 
-    date, time = _now()
-    sop_instance_uid = generate_uid()
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = RTDOSE_SOP_CLASS
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.SOPClassUID = RTDOSE_SOP_CLASS
-    ds.SOPInstanceUID = sop_instance_uid
-    ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
-    copy_patient_study(first, ds)
-    # RT Series, General Equipment
-    ds.Modality = "RTDOSE"
-    ds.SeriesInstanceUID = generate_uid()
-    ds.SeriesNumber = 9004
-    ds.SeriesDescription = f"recur dose prescription - {RESEARCH_STATEMENT}"[:64]
-    ds.OperatorsName = ""
-    ds.Manufacturer = "nnunet-recur"
-    ds.ManufacturerModelName = "recur predict"
-    ds.SoftwareVersions = software_version
-    # Frame of Reference
-    ds.FrameOfReferenceUID = first.FrameOfReferenceUID
-    ds.PositionReferenceIndicator = first.get("PositionReferenceIndicator", "")
+    ds, date, time = rt_object_header(
+        RTDOSE_SOP_CLASS,
+        "RTDOSE",
+        9004,
+        f"recur dose prescription - {RESEARCH_STATEMENT}",
+        first,
+        software_version,
+    )
     # General Image, Image Plane
-    ds.InstanceNumber = 1
     ds.ContentDate, ds.ContentTime = date, time
     ds.ImageType = ["DERIVED", "SECONDARY"]
     ds.ImagePositionPatient = list(first.ImagePositionPatient)

@@ -10,17 +10,11 @@ for a deliverable plan, and its label, description and approval status (UNAPPROV
 
 from __future__ import annotations
 
-import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
-from nnunet_recur.prediction.rtstruct_writer import (
-    RESEARCH_STATEMENT,
-    RTSTRUCT_SOP_CLASS,
-    _now,
-    copy_patient_study,
-)
+from nnunet_recur.prediction.rtstruct_writer import RESEARCH_STATEMENT, RTSTRUCT_SOP_CLASS, rt_object_header
 
 RTPLAN_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.5"
 
@@ -42,31 +36,14 @@ def build_prescription_plan(
     """RT Plan holding only the prescription; `rtstruct_uid` is the SOP Instance UID of the RTSTRUCT whose
     ROI `region_roi_number` (if any) is the dose-painting region."""
     first = ct_headers[0]
-    date, time = _now()
-    uid = generate_uid()
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = RTPLAN_SOP_CLASS
-    meta.MediaStorageSOPInstanceUID = uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.SOPClassUID = RTPLAN_SOP_CLASS
-    ds.SOPInstanceUID = uid
-    ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
-    copy_patient_study(first, ds)
-    ds.Modality = "RTPLAN"
-    ds.SeriesInstanceUID = generate_uid()
-    ds.SeriesNumber = 9005
-    ds.SeriesDescription = f"recur prescription only - {RESEARCH_STATEMENT}"[:64]
-    ds.OperatorsName = ""
-    ds.Manufacturer = "nnunet-recur"
-    ds.ManufacturerModelName = "recur predict"
-    ds.SoftwareVersions = software_version
-    ds.FrameOfReferenceUID = first.FrameOfReferenceUID
-    ds.PositionReferenceIndicator = first.get("PositionReferenceIndicator", "")
-    ds.InstanceNumber = 1
+    ds, date, time = rt_object_header(
+        RTPLAN_SOP_CLASS,
+        "RTPLAN",
+        9005,
+        f"recur prescription only - {RESEARCH_STATEMENT}",
+        first,
+        software_version,
+    )
     # RT General Plan
     ds.RTPlanLabel = "RECUR_DP_RX"
     ds.RTPlanName = "dose painting prescription"
