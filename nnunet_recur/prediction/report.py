@@ -145,7 +145,9 @@ def dose_png(
     peak = np.unravel_index(int(np.argmax(inside)), dose.shape)
     values = dose[region].astype(np.float64)
     lo, hi = float(values.min()), float(values.max())
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4.8), gridspec_kw={"width_ratios": [1, 1, 1, 1.1]})
+    fig, axes = plt.subplots(
+        1, 4, figsize=(17, 4.8), gridspec_kw={"width_ratios": [1, 1, 1, 1.1]}, layout="constrained"
+    )
     shown = None
     for ax, (title, take, aspect, sides, ends) in zip(
         axes[:3], _views(peak, spacing_xyz, direction), strict=True
@@ -166,8 +168,8 @@ def dose_png(
         _mark_sides(ax, sides, ends)
         ax.set_title(f"prescription, {title}")
         ax.set_axis_off()
-    bar = fig.colorbar(shown, ax=list(axes[:3]), fraction=0.02, pad=0.01)
-    bar.set_label("prescribed dose (Gy); white: region")
+    bar = fig.colorbar(shown, ax=axes[2], fraction=0.05, pad=0.02)
+    bar.set_label("prescription (Gy)")
     grid = np.linspace(lo - 0.5, hi + 0.5, 300)
     ordered = np.sort(values)
     volume = (ordered.size - np.searchsorted(ordered, grid, side="left")) * voxel_ml
