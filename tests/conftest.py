@@ -41,3 +41,14 @@ def dciodvfy():
         return [x for x in lines if x.startswith("Error")], [x for x in lines if x.startswith("Warning")]
 
     return run
+
+
+@pytest.fixture(scope="session")
+def synthetic_dicom_patient(tmp_path_factory):
+    """One small synthetic DICOM patient folder (CT, PET, RTSTRUCT with the GTV), made once per session
+    for the tests that need a real planning CT series but no model."""
+    from nnunet_recur.synthetic.cohort import make_cohort
+
+    out = tmp_path_factory.mktemp("synthetic_dicom_patient")
+    make_cohort(out, 1, 5, "inhouse-dicom", "small", False)
+    return next((out / "patients").iterdir())

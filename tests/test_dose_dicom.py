@@ -23,17 +23,15 @@ KNOWN_WARNINGS = {
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory):
+def written(tmp_path_factory, synthetic_dicom_patient):
     """A synthetic DICOM patient, a probability blob on its GTV, and every DICOM object written."""
     from nnunet_recur.dataset_conversion.dicom_series import read_image_series, scan_folder
     from nnunet_recur.dataset_conversion.rtstruct import rasterise_roi, read_rtstruct
     from nnunet_recur.prediction.rtstruct_writer import RoiSpec, build_rtstruct
     from nnunet_recur.prediction.seg_writer import build_binary_seg, build_probability_seg
-    from nnunet_recur.synthetic.cohort import make_cohort
 
     root = tmp_path_factory.mktemp("dose_dicom")
-    make_cohort(root / "synth", 1, 5, "inhouse-dicom", "small", False)
-    patient = next((root / "synth" / "patients").iterdir())
+    patient = synthetic_dicom_patient
     found = scan_folder(patient)
     series = next(s for s in found if s.modality == "CT")
     ct = read_image_series(series)

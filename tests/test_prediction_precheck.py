@@ -16,12 +16,8 @@ from nnunet_recur.prediction.precheck import check_patient_folder
 
 
 @pytest.fixture(scope="module")
-def patient(tmp_path_factory):
-    from nnunet_recur.synthetic.cohort import make_cohort
-
-    out = tmp_path_factory.mktemp("precheck")
-    make_cohort(out, 1, 2, "inhouse-dicom", "small", False)
-    return next((out / "patients").iterdir())
+def patient(synthetic_dicom_patient):
+    return synthetic_dicom_patient
 
 
 def _without(patient, target, modality: str):
