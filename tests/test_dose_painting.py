@@ -104,3 +104,14 @@ def test_dose_grid_scaling_keeps_the_quantisation_error_within_0_01_gy(top):
     scaling, bits = choose_scaling(top)
     assert scaling / 2 <= MAX_ERROR_GY and round(top / scaling) <= 2**bits - 1
     assert float(f"{scaling:.4e}") == scaling  # the DS string written is the number used
+
+
+def test_rt_dose_refuses_a_single_slice_ct():
+    from pydicom.dataset import Dataset
+
+    from nnunet_recur.prediction.rtdose_writer import build_rtdose
+
+    header = Dataset()
+    header.Rows, header.Columns = 2, 2
+    with pytest.raises(ValueError, match="at least 2 slices"):
+        build_rtdose([header], np.full((1, 2, 2), 68.0), software_version="t", plan_reference=[])

@@ -74,6 +74,8 @@ def build_rtdose(
         )
     if not np.all(np.isfinite(dose_gy)) or dose_gy.min() < 0:
         raise ValueError("the dose map has a negative or non-finite value")
+    if len(ct_headers) < 2:  # GridFrameOffsetVector needs 2 or more values (a single-slice CT has no volume)
+        raise ValueError("an RT Dose needs a planning CT of at least 2 slices")
     scaling, bits = choose_scaling(float(dose_gy.max()))
     stored = np.round(dose_gy / scaling).astype(np.uint16 if bits == 16 else np.uint32)
     error = float(np.abs(stored * scaling - dose_gy).max())
