@@ -171,3 +171,25 @@ def test_rtstruct_carries_the_position_reference_indicator_of_the_ct(written):
         ds = pydicom.dcmread(out / name)
         assert "PositionReferenceIndicator" in ds  # Type 2 in the Frame of Reference module (issue 21 §5)
         assert ds.PositionReferenceIndicator == series.headers[0].get("PositionReferenceIndicator", "")
+
+
+def test_region_roi_comes_from_the_patients_rtstruct_and_a_wrong_name_lists_the_rois(
+    written, synthetic_dicom_patient
+):
+    out, ct, _, dose = written
+    from nnunet_recur.dataset_conversion.dicom_series import scan_folder
+    from nnunet_recur.dataset_conversion.rtstruct import read_rtstruct
+
+    structure = read_rtstruct(
+        next(s for s in scan_folder(synthetic_dicom_patient) if s.modality == "RTSTRUCT").files[0]
+    )
+    name = next(r.name for r in structure.rois if r.name.upper().startswith("GTV") and r.contours)
+    probability = np.zeros(tuple(reversed(ct.GetSize())), np.float32)
+    options = DoseMapOptions(region_roi=name.lower())  # any case
+    roi_map = dose_outputs.compute(synthetic_dicom_patient, ct, probability, None, options, {}, True)
+    assert roi_map.summary["region"]["definition"] == f"ROI {name.lower()!r}"
+    assert 0 < roi_map.region.sum() < dose.region.sum()  # the GTV alone, without the 5 mm margin
+    with pytest.raises(ValueError, match=r"--region-roi 'PTV_none': no such ROI .*\(ROIs: "):
+        dose_outputs.compute(
+            synthetic_dicom_patient, ct, probability, None, DoseMapOptions(region_roi="PTV_none"), {}, True
+        )
