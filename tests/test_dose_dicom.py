@@ -32,6 +32,8 @@ def written(tmp_path_factory, synthetic_dicom_patient):
 
     root = tmp_path_factory.mktemp("dose_dicom")
     patient = synthetic_dicom_patient
+    # The GTV read as test_prediction_writers reads it (kept in each file: the two fixtures differ in
+    # patient and scope, and a shared helper would tie the writers' round-trip test to this one).
     found = scan_folder(patient)
     series = next(s for s in found if s.modality == "CT")
     ct = read_image_series(series)
