@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from nnunet_recur.evaluation.cli_calibration import calibration
 from nnunet_recur.evaluation.cli_training_curves import training_curves
 
 app = typer.Typer(
@@ -523,6 +524,7 @@ def compare(
 
 
 _command("training-curves")(training_curves)
+_command("calibration")(calibration)
 
 
 def main() -> None:

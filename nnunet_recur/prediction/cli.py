@@ -78,6 +78,11 @@ def predict(
         help="CT SeriesInstanceUID or SeriesDescription regex, when the RTSTRUCT names none.",
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    calibration: bool = typer.Option(
+        True,
+        "--calibration/--no-calibration",
+        help="Apply the model's calibration.json (from `recur calibrate`) when present (default).",
+    ),
     tta: bool = typer.Option(
         False, "--tta", help="Test-time mirroring, along the axes the trainer allows (off by default)."
     ),
@@ -104,6 +109,7 @@ def predict(
             pet_series=pet_series,
             ct_series=ct_series,
             suvmax_percent=suvmax_percent,
+            calibration=calibration,
         )
         if not options.thresholds and not options.boost_cc:
             raise ValueError("--thresholds and --boost-cc are both empty: nothing to contour")
@@ -129,6 +135,7 @@ def predict(
         predictor = FoldPredictor(resolved, chosen, device=device, tta=tta)
         predictor.fold_choice = how
         typer.echo(f"model {resolved.model_id}, folds {chosen} ({how}), device {predictor.predictor.device}")
+        typer.echo(_calibration_line(resolved.folder, calibration))
 
         def report(result) -> None:
             if result.ok:
@@ -147,6 +154,20 @@ def predict(
     typer.echo(f"{len(results) - len(failed)} of {len(results)} patient(s) predicted")
     if failed:
         raise typer.Exit(1)
+
+
+def _calibration_line(folder: Path, enabled: bool) -> str:
+    """Read the model's calibration once up front, so a damaged calibration.json fails before any patient."""
+    from nnunet_recur.prediction.calibration import CalibrationError, load_calibration
+    from nnunet_recur.prediction.model import ModelError
+
+    try:
+        found = load_calibration(folder) if enabled else None
+    except CalibrationError as exc:
+        raise ModelError(str(exc)) from exc
+    if found is None:
+        return "calibration: off (--no-calibration)" if not enabled else "calibration: none (uncalibrated)"
+    return f"calibration: {found.describe()}"
 
 
 def _split_fold_numbers(patients: list[Path], folds: str) -> tuple[list[Path], list[str]]:

@@ -23,6 +23,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from nnunet_recur.prediction.calibration import (
+    CalibrationError,
+    calibrate_folds,
+    load_calibration,
+    summary_entry,
+)
 from nnunet_recur.prediction.levels import make_levels
 from nnunet_recur.prediction.model import Model, ModelError
 from nnunet_recur.prediction.rtstruct_writer import RESEARCH_STATEMENT, RoiSpec
@@ -54,6 +60,7 @@ class PredictOptions:
     pet_series: str | None = None
     ct_series: str | None = None
     suvmax_percent: float | None = None
+    calibration: bool = True  # apply the model's calibration.json when present (--no-calibration: off)
     write_dicom: bool = True
     write_report: bool = True
 
@@ -156,8 +163,13 @@ def predict_patient(folder: str | Path, predictor, options: PredictOptions) -> P
     check_crop_fits(model, case.ct)
     prepared_s = time.perf_counter() - started
 
-    fold_probabilities = predictor.predict(prepared.images)
+    calibration = _calibration(model, options)
+    if hasattr(predictor, "predict_with_logits"):
+        fold_probabilities, fold_logits = predictor.predict_with_logits(prepared.images)
+    else:
+        fold_probabilities, fold_logits = predictor.predict(prepared.images), None
     inference_s = time.perf_counter() - started - prepared_s
+    fold_probabilities, ranking = calibrate_folds(fold_probabilities, fold_logits, calibration)
     mean, std = ensemble(fold_probabilities)
     crop_ct = prepared.images["ct"]
     probability = uncrop(mean, crop_ct, planning_ct)
@@ -168,7 +180,17 @@ def predict_patient(folder: str | Path, predictor, options: PredictOptions) -> P
     gtv = gtv > 0.5
     prob_array = sitk.GetArrayFromImage(probability)
     voxel_ml = float(np.prod(planning_ct.GetSpacing())) / 1000.0
-    levels = make_levels(prob_array, voxel_ml, options.thresholds, options.boost_cc, gtv, options.within_gtv)
+    level_notes: list[str] = []
+    levels = make_levels(
+        prob_array,
+        voxel_ml,
+        options.thresholds,
+        options.boost_cc,
+        gtv,
+        options.within_gtv,
+        scores=sitk.GetArrayFromImage(uncrop(ranking, crop_ct, planning_ct)),
+        notes=level_notes,
+    )
 
     fold_maps = (
         [uncrop(p, crop_ct, planning_ct) for p in fold_probabilities] if len(fold_probabilities) > 1 else []
@@ -202,7 +224,7 @@ def predict_patient(folder: str | Path, predictor, options: PredictOptions) -> P
 
     gtv_summary, suv_notes = _suv_summary(case, options.suvmax_percent or model.validation_percent)
     gtv_summary["volume_ml"] = _volume_ml(gtv, voxel_ml)
-    notes = list(case.notes) + suv_notes
+    notes = list(case.notes) + suv_notes + level_notes
     if case.planning_series is None:
         notes.append("NIfTI input: no DICOM planning CT, so no RTSTRUCT or SEG was written")
     elapsed = time.perf_counter() - started
@@ -221,6 +243,7 @@ def predict_patient(folder: str | Path, predictor, options: PredictOptions) -> P
             if len(fold_probabilities) > 1
             else None,
         },
+        "calibration": summary_entry(calibration, model.folder, disabled=not options.calibration),
         "thresholds": sorted(set(options.thresholds)),
         "boost_cc": sorted(set(options.boost_cc)),
         "within_gtv": options.within_gtv,
@@ -247,6 +270,15 @@ def predict_patient(folder: str | Path, predictor, options: PredictOptions) -> P
     }
     headers = list(case.planning_series.headers) if case.planning_series is not None else None
     return Prediction(planning_ct, probability, uncertainty, levels, gtv, summary, headers, notes)
+
+
+def _calibration(model: Model, options: PredictOptions):
+    if not options.calibration:
+        return None
+    try:
+        return load_calibration(model.folder)
+    except CalibrationError as exc:
+        raise PatientError("model", str(exc)) from exc
 
 
 def _suv_summary(case, percent: float | None) -> tuple[dict, list[str]]:
