@@ -191,6 +191,19 @@ def test_recur_calibrate_writes_calibration_json_that_recovers_the_temperature(t
     loaded = pc.load_calibration(model)
     assert loaded.temperature == pytest.approx(record["parameters"]["temperature"])
 
+    # held-out "test" cases, scored as saved and after the fitted calibration
+    from nnunet_recur.evaluation.cli import app as eval_app
+
+    held_out = tmp_path / "test"
+    synthetic_dataset(held_out, cases=("T1", "T2"), seed=9)
+    args = ["calibration", "--gt", str(held_out / "labels"), "--masks", str(held_out / "masks")]
+    args += ["--pred", f"AI={held_out / 'model'}", "--calibration", str(model / "calibration.json")]
+    result = CliRunner().invoke(eval_app, [*args, "--bootstrap", "20", "--out", str(tmp_path / "eval")])
+    assert result.exit_code == 0, result.output
+    scored = json.loads((tmp_path / "eval" / "calibration.json").read_text())["methods"]
+    assert scored["AI, calibrated"]["ece"]["value"] < 0.5 * scored["AI"]["ece"]["value"]
+    assert scored["AI, calibrated"]["voxels"] == scored["AI"]["voxels"]
+
     (model / "calibration.json").write_text("{not json")
     with pytest.raises(pc.CalibrationError, match="calibration.json: unreadable"):
         pc.load_calibration(model)

@@ -62,7 +62,7 @@ def trained(tmp_path_factory):
     run([str(BIN / "recur"), "plan", str(DATASET_ID)], env)
     run(
         [str(BIN / "nnUNetv2_train"), str(DATASET_ID), "3d_recur", "0", "-p", "nnUNetRecurPlans"]
-        + ["-tr", TRAINER, "-device", "cpu"],
+        + ["-tr", TRAINER, "-device", "cpu", "--npz"],  # --npz: validation probabilities for recur calibrate
         {**env, "nnUNet_n_proc_DA": "0"},
     )
     with open(root / "report" / "cases.csv") as handle:
@@ -175,6 +175,55 @@ def test_predict_from_the_original_dicom_equals_nnunetv2_predict(trained, monkey
     report = (out / "report.html").read_text()
     assert "data:image/png;base64," in report and "NOT A MEDICAL DEVICE" in report
     assert patient.name not in report and patient.name not in json.dumps(summary)
+
+
+def test_calibrate_then_predict_applies_it_and_no_calibration_turns_it_off(trained, monkeypatch, tmp_path):
+    """`recur calibrate` on nnU-Net's own validation .npz, then `recur predict` with and without it."""
+    from typer.testing import CliRunner
+
+    from nnunet_recur.cli import app
+
+    root, env, patient, _ = trained
+    copied = tmp_path / DATASET / MODEL_FOLDER
+    shutil.copytree(model_dir(root), copied)
+    assert list((copied / "fold_0" / "validation").glob("*.npz"))
+    for key, value in env.items():
+        if key.startswith("nnUNet_"):
+            monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(app, ["calibrate", str(copied)])  # labels, GTV, CT from nnU-Net's folders
+    assert result.exit_code == 0, result.output
+    record = json.loads((copied / "calibration.json").read_text())
+    temperature = record["parameters"]["temperature"]
+    assert record["fitted_on"]["cases"] and record["fitted_on"]["region"] == "gtv+20mm"
+    assert record["metrics"]["after"]["nll"]["value"] <= record["metrics"]["before"]["nll"]["value"]
+
+    options = ["--thresholds", "0.3,0.5", "--boost-cc", "5,10"]
+    outs = {name: tmp_path / name for name in ("calibrated", "raw")}
+    for name, extra in (("calibrated", []), ("raw", ["--no-calibration"])):
+        args = [str(patient), "--model", str(copied), "--out", str(outs[name]), *options, *extra]
+        result = predict(args, env, monkeypatch)
+        assert result.exit_code == 0, result.output
+    summaries = {n: json.loads((o / "summary.json").read_text()) for n, o in outs.items()}
+    assert summaries["calibrated"]["calibration"]["parameters"]["temperature"] == temperature
+    assert summaries["raw"]["calibration"]["applied"] is False
+    assert "temperature scaling" in (outs["calibrated"] / "report.html").read_text()
+    raw, calibrated = (
+        sitk.GetArrayFromImage(sitk.ReadImage(str(o / "probability.nii.gz"))) for o in outs.values()
+    )
+    single = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "out_single" / "probability.nii.gz")))
+    np.testing.assert_array_equal(raw, single)  # --no-calibration: nnU-Net's probabilities, untouched
+    inside = (raw > 1e-6) & (raw < 1 - 1e-6)
+    logit = np.log(raw[inside].astype(np.float64)) - np.log1p(-raw[inside].astype(np.float64))
+    np.testing.assert_allclose(calibrated[inside], 1 / (1 + np.exp(-logit / temperature)), atol=2e-5)
+    voxel_ml = float(np.prod(summaries["raw"]["probability"]["spacing_mm"])) / 1000
+    for summary in summaries.values():
+        boosts = [lv for lv in summary["levels"] if lv["kind"] == "boost_cc"]
+        for level in boosts:  # each volume met within one voxel, or the name says what was reached
+            met = abs(level["volume_ml"] - level["requested"]) <= voxel_ml * 1.001
+            assert met or "_got" in level["roi"], level
+        assert len({lv["volume_ml"] for lv in boosts}) == len(boosts)  # never two identical ROIs
+    p50 = [next(lv for lv in s["levels"] if lv["roi"] == "Recur_p50") for s in summaries.values()]
+    assert abs(p50[0]["volume_ml"] - p50[1]["volume_ml"]) <= voxel_ml * 1.001  # T keeps the 0.5 level
 
 
 def test_ensemble_then_rerun_and_a_zip_on_a_machine_without_the_training_data(trained, monkeypatch, tmp_path):

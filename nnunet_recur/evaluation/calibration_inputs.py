@@ -117,16 +117,21 @@ def case_voxels(case: str, inputs: RegionInputs, with_points: bool = True) -> Ca
 
 @dataclass(frozen=True)
 class CalibrationCase:
-    """Picklable `case -> per-method (CaseStats, PO rows)` for `recur-eval calibration`."""
+    """Picklable `case -> per-method (CaseStats, PO rows)` for `recur-eval calibration`.
+
+    A method is (name, folder, calibration): a calibration is any object with `apply(probabilities)`
+    (`prediction.calibration.Calibration`, handed in by the command), applied to the read probabilities."""
 
     inputs: RegionInputs
-    methods: tuple[tuple[str, Path], ...]
+    methods: tuple[tuple[str, Path, object | None], ...]
 
     def __call__(self, case: str) -> dict:
         voxels = case_voxels(case, self.inputs)
         out = {"case": case, "notes": list(voxels.notes), "inputs": list(voxels.inputs), "methods": {}}
-        for name, folder in self.methods:
+        for name, folder, calibration in self.methods:
             probability, path = read_probability(folder, case, voxels.reference)
+            if calibration is not None:
+                probability = calibration.apply(probability)
             out["inputs"].append(str(path))
             stats = cal.CaseStats.of(case, probability[voxels.region], voxels.label[voxels.region])
             out["methods"][name] = {

@@ -27,6 +27,11 @@ def calibration(
     cases: str | None = typer.Option(
         None, "--cases", help="a comma list or a file with one case per line (default: every label)"
     ),
+    calibration_file: Path | None = typer.Option(
+        None,
+        "--calibration",
+        help="a calibration.json (recur calibrate): every --pred is scored twice, as saved and calibrated",
+    ),
     seed: int = typer.Option(0, "--seed", help="seed of the patient-level bootstrap"),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="bootstrap resamples (0: no CIs)"),
     workers: int = typer.Option(1, "--workers", min=1, help="worker processes, one case each at a time"),
@@ -40,8 +45,11 @@ def calibration(
     (po_reliability.csv). Files are swapped in together (OUT/calibration.status.json says whether the
     last run completed). Bad input (missing case, grids that differ, values outside [0, 1]) exits 2.
 
+    With --calibration MODEL/calibration.json every method is also scored after that calibration
+    ("NAME, calibrated"), so the fit can be checked on held-out test cases.
+
     Example: recur-eval calibration --gt raw/labelsTs --masks raw/masksTs --images raw/imagesTs
-    --pred "AI random=pred/ai_random" --pred "calibrated=pred/ai_random_cal" --out eval/calibration
+    --pred "AI random=pred/ai_random" --calibration MODEL/calibration.json --out eval/calibration
     """
     from nnunet_recur.evaluation.cli import _case_selection, _reported_errors
     from nnunet_recur.evaluation.staging import staged_report
@@ -64,8 +72,16 @@ def calibration(
                 raise EvaluationError(f"--pred {spec!r}: expected NAME=DIR")
             if not Path(folder.strip()).is_dir():
                 raise EvaluationError(f"--pred {spec!r}: folder {folder.strip()} not found")
-            methods.append((name.strip(), Path(folder.strip())))
-        names = [n for n, _ in methods]
+            methods.append((name.strip(), Path(folder.strip()), None))
+        if calibration_file is not None:
+            from nnunet_recur.prediction.calibration import CalibrationError, read_calibration
+
+            try:
+                fitted = read_calibration(calibration_file)
+            except CalibrationError as exc:
+                raise EvaluationError(str(exc)) from exc
+            methods += [(f"{name}, calibrated", folder, fitted) for name, folder, _ in methods]
+        names = [n for n, _, _ in methods]
         if len(set(names)) != len(names):
             raise EvaluationError(f"--pred names must differ: {', '.join(names)}")
 
@@ -88,7 +104,8 @@ def calibration(
             "bins": cal.BINS,
             "bootstrap": bootstrap,
             "seed": seed,
-            "methods": {n: str(f) for n, f in methods},
+            "methods": {n: str(f) for n, f, _ in methods},
+            "calibration": str(calibration_file) if calibration_file else None,
         }
         extra = {"provenance": provenance([p for r in results for p in r["inputs"]])}
         summary = write_calibration_report(stage, results, names, settings, extra, seed, bootstrap)

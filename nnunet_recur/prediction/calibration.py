@@ -87,6 +87,10 @@ class Calibration:
             return {"temperature": self.temperature}
         return {"a": self.slope, "b": self.intercept}
 
+    def apply(self, probabilities: np.ndarray) -> np.ndarray:
+        """`apply_calibration(probabilities, self)`: lets a scorer apply it without importing this module."""
+        return apply_calibration(probabilities, self)
+
     def describe(self) -> str:
         if self.method == "temperature":
             return f"temperature scaling, T = {self.temperature:.4g}"
@@ -248,6 +252,14 @@ def load_calibration(folder: Path) -> Calibration | None:
     path = Path(folder) / CALIBRATION_FILE
     if not path.is_file():
         return None
+    return read_calibration(path)
+
+
+def read_calibration(path: Path) -> Calibration:
+    """A calibration.json file; missing or damaged is a CalibrationError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CalibrationError(f"{path}: file not found")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
