@@ -191,11 +191,19 @@ def test_calibrate_then_predict_applies_it_and_no_calibration_turns_it_off(train
         if key.startswith("nnUNet_"):
             monkeypatch.setenv(key, value)
     result = CliRunner().invoke(app, ["calibrate", str(copied)])  # labels, GTV, CT from nnU-Net's folders
-    assert result.exit_code == 0, result.output
-    record = json.loads((copied / "calibration.json").read_text())
-    temperature = record["parameters"]["temperature"]
-    assert record["fitted_on"]["cases"] and record["fitted_on"]["region"] == "gtv+20mm"
-    assert record["metrics"]["after"]["nll"]["value"] <= record["metrics"]["before"]["nll"]["value"]
+    if result.exit_code == 0:
+        record = json.loads((copied / "calibration.json").read_text())
+        temperature = record["parameters"]["temperature"]
+        assert record["fitted_on"]["cases"] and record["fitted_on"]["region"] == "gtv+20mm"
+        assert record["metrics"]["after"]["nll"]["value"] <= record["metrics"]["before"]["nll"]["value"]
+    else:  # a 2-epoch model may have no signal yet: refused in one line (the npz were read and fitted)
+        assert result.exit_code == 2 and "do not rise with relapse" in result.output, result.output
+        skipped = CliRunner().invoke(app, ["calibrate", str(copied), "--skip-if-no-signal"])
+        assert skipped.exit_code == 0 and not (copied / "calibration.json").exists()
+        from nnunet_recur.prediction.calibration import Calibration, write_calibration
+
+        temperature = 2.0
+        write_calibration(copied, Calibration("temperature", 1 / temperature))
 
     options = ["--thresholds", "0.3,0.5", "--boost-cc", "5,10"]
     outs = {name: tmp_path / name for name in ("calibrated", "raw")}

@@ -43,6 +43,11 @@ class CalibrationError(Exception):
     """A calibration that cannot be fitted or read: one line naming the file or the data."""
 
 
+class NoSignalError(CalibrationError):
+    """The fitted slope is <= 0: the logits do not rise with relapse (an untrained model), so no temperature
+    can make them calibrated."""
+
+
 def logit_from_probability(probability: np.ndarray) -> np.ndarray:
     """float64 logits of probabilities clipped to [2^-24, 1 - 2^-24] (see the module doc)."""
     p = np.clip(np.asarray(probability, dtype=np.float64), PROBABILITY_CLIP, 1.0 - PROBABILITY_CLIP)
@@ -155,7 +160,7 @@ def fit(logits: np.ndarray, labels: np.ndarray, method: str = "temperature") -> 
         )
     slope, intercept = _newton_logistic(z, y, with_intercept=method == "platt")
     if not slope > 0:
-        raise CalibrationError(
+        raise NoSignalError(
             f"fitted slope {slope:.4g} <= 0: the model's logits do not rise with relapse on these cases"
         )
     return Calibration(method, float(slope), float(intercept))

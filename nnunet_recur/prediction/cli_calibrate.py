@@ -42,11 +42,17 @@ def calibrate(
     images: Path | None = typer.Option(
         None, "--images", help="CT <case>_0000.nii.gz folder for the body (default imagesTr when present)"
     ),
+    skip_if_no_signal: bool = typer.Option(
+        False,
+        "--skip-if-no-signal",
+        help="when the validation logits do not rise with relapse (an untrained model), say so, write no "
+        "calibration.json and exit 0 instead of 2 (scripts such as the demo's short runs)",
+    ),
 ) -> None:
     """Fit a calibration of the model's relapse probability (help text: CALIBRATE_HELP)."""
     from nnunet_recur.evaluation.volumes import EvaluationError
     from nnunet_recur.exit_status import BAD_INPUT
-    from nnunet_recur.prediction.calibration import CalibrationError, write_calibration
+    from nnunet_recur.prediction.calibration import CalibrationError, NoSignalError, write_calibration
     from nnunet_recur.prediction.calibration_fit import default_inputs, describe, fit_model_calibration
     from nnunet_recur.prediction.model import ModelError, resolve_model
 
@@ -60,6 +66,12 @@ def calibrate(
         inputs = default_inputs(resolved, gt, masks, images, region)
         calibration = fit_model_calibration(resolved, inputs, folds, method)
         path = write_calibration(resolved.folder, calibration)
+    except NoSignalError as exc:
+        if not skip_if_no_signal:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(BAD_INPUT) from None
+        typer.echo(f"note: {exc}; no calibration.json written (--skip-if-no-signal)")
+        return
     except (ModelError, CalibrationError, EvaluationError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(BAD_INPUT) from None
