@@ -245,3 +245,19 @@ def test_calibrate_folds_keeps_probabilities_without_calibration_and_ranks_by_me
     calibration = pc.Calibration("temperature", 1 / 4.0)
     scaled, _ = pc.calibrate_folds(probabilities, logits, calibration)
     np.testing.assert_allclose(scaled[1], pc.sigmoid(logits[1] / 4.0), rtol=1e-6)
+
+
+def test_predict_applies_the_model_calibration_unless_turned_off(tmp_path):
+    from types import SimpleNamespace
+
+    from nnunet_recur.prediction.pipeline import PredictOptions, _calibration
+
+    model = SimpleNamespace(folder=tmp_path)
+    assert _calibration(model, PredictOptions()) is None  # no calibration.json: uncalibrated
+    pc.write_calibration(tmp_path, pc.Calibration("temperature", 0.5, fitted_on={"cases": [{"case": "A"}]}))
+    assert _calibration(model, PredictOptions()).temperature == 2.0
+    assert _calibration(model, PredictOptions(calibration=False)) is None  # --no-calibration
+    entry = pc.summary_entry(None, tmp_path, disabled=True)
+    assert entry["applied"] is False and "--no-calibration" in entry["note"]
+    applied = pc.summary_entry(pc.load_calibration(tmp_path), tmp_path, disabled=False)
+    assert applied["parameters"] == {"temperature": 2.0} and applied["fitted_on_cases"] == 1

@@ -177,7 +177,7 @@ def test_predict_from_the_original_dicom_equals_nnunetv2_predict(trained, monkey
     assert patient.name not in report and patient.name not in json.dumps(summary)
 
 
-def test_calibrate_then_predict_applies_it_and_no_calibration_turns_it_off(trained, monkeypatch, tmp_path):
+def test_calibrate_on_nnunet_validation_npz_then_predict_applies_it(trained, monkeypatch, tmp_path):
     """`recur calibrate` on nnU-Net's own validation .npz, then `recur predict` with and without it."""
     from typer.testing import CliRunner
 
@@ -205,32 +205,27 @@ def test_calibrate_then_predict_applies_it_and_no_calibration_turns_it_off(train
         temperature = 2.0
         write_calibration(copied, Calibration("temperature", 1 / temperature))
 
-    options = ["--thresholds", "0.3,0.5", "--boost-cc", "5,10"]
-    outs = {name: tmp_path / name for name in ("calibrated", "raw")}
-    for name, extra in (("calibrated", []), ("raw", ["--no-calibration"])):
-        args = [str(patient), "--model", str(copied), "--out", str(outs[name]), *options, *extra]
-        result = predict(args, env, monkeypatch)
-        assert result.exit_code == 0, result.output
-    summaries = {n: json.loads((o / "summary.json").read_text()) for n, o in outs.items()}
-    assert summaries["calibrated"]["calibration"]["parameters"]["temperature"] == temperature
-    assert summaries["raw"]["calibration"]["applied"] is False
-    assert "temperature scaling" in (outs["calibrated"] / "report.html").read_text()
-    raw, calibrated = (
-        sitk.GetArrayFromImage(sitk.ReadImage(str(o / "probability.nii.gz"))) for o in outs.values()
-    )
-    single = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "out_single" / "probability.nii.gz")))
-    np.testing.assert_array_equal(raw, single)  # --no-calibration: nnU-Net's probabilities, untouched
+    out = tmp_path / "calibrated"
+    args = [str(patient), "--model", str(copied), "--out", str(out), "--thresholds", "0.3,0.5"]
+    result = predict([*args, "--boost-cc", "5,10"], env, monkeypatch)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["calibration"]["parameters"]["temperature"] == temperature
+    assert "temperature scaling" in (out / "report.html").read_text()
+    # out_single: the same patient predicted before calibration.json existed (nnU-Net's own probabilities)
+    raw = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "out_single" / "probability.nii.gz")))
+    calibrated = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "probability.nii.gz")))
     inside = (raw > 1e-6) & (raw < 1 - 1e-6)
     logit = np.log(raw[inside].astype(np.float64)) - np.log1p(-raw[inside].astype(np.float64))
     np.testing.assert_allclose(calibrated[inside], 1 / (1 + np.exp(-logit / temperature)), atol=2e-5)
-    voxel_ml = float(np.prod(summaries["raw"]["probability"]["spacing_mm"])) / 1000
-    for summary in summaries.values():
-        boosts = [lv for lv in summary["levels"] if lv["kind"] == "boost_cc"]
-        for level in boosts:  # each volume met within one voxel, or the name says what was reached
-            met = abs(level["volume_ml"] - level["requested"]) <= voxel_ml * 1.001
-            assert met or "_got" in level["roi"], level
-        assert len({lv["volume_ml"] for lv in boosts}) == len(boosts)  # never two identical ROIs
-    p50 = [next(lv for lv in s["levels"] if lv["roi"] == "Recur_p50") for s in summaries.values()]
+    voxel_ml = float(np.prod(summary["probability"]["spacing_mm"])) / 1000
+    boosts = [lv for lv in summary["levels"] if lv["kind"] == "boost_cc"]
+    for level in boosts:  # each volume met within one voxel, or the name says what was reached
+        met = abs(level["volume_ml"] - level["requested"]) <= voxel_ml * 1.001
+        assert met or "_got" in level["roi"], level
+    assert len({lv["volume_ml"] for lv in boosts}) == len(boosts)  # never two identical ROIs
+    before = json.loads((root / "out_single" / "summary.json").read_text())
+    p50 = [next(lv for lv in s["levels"] if lv["roi"] == "Recur_p50") for s in (before, summary)]
     assert abs(p50[0]["volume_ml"] - p50[1]["volume_ml"]) <= voxel_ml * 1.001  # T keeps the 0.5 level
 
 
