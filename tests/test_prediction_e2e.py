@@ -217,7 +217,8 @@ def test_calibrate_on_nnunet_validation_npz_then_predict_applies_it(trained, mon
     calibrated = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "probability.nii.gz")))
     inside = (raw > 1e-6) & (raw < 1 - 1e-6)
     logit = np.log(raw[inside].astype(np.float64)) - np.log1p(-raw[inside].astype(np.float64))
-    np.testing.assert_allclose(calibrated[inside], 1 / (1 + np.exp(-logit / temperature)), atol=2e-5)
+    # sigmoid(z / T) of nnU-Net's logit; 1e-4: the float32 of `raw` near 0 or 1 carries its logit to ~1e-4
+    np.testing.assert_allclose(calibrated[inside], 1 / (1 + np.exp(-logit / temperature)), atol=1e-4)
     voxel_ml = float(np.prod(summary["probability"]["spacing_mm"])) / 1000
     boosts = [lv for lv in summary["levels"] if lv["kind"] == "boost_cc"]
     for level in boosts:  # each volume met within one voxel, or the name says what was reached
