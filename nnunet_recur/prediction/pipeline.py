@@ -164,7 +164,8 @@ def predict_patient(folder: str | Path, predictor, options: PredictOptions) -> P
     prepared_s = time.perf_counter() - started
 
     calibration = _calibration(model, options)
-    if hasattr(predictor, "predict_with_logits"):
+    # the logits (a second pass through nnU-Net's resampling) only where they are used
+    if hasattr(predictor, "predict_with_logits") and (options.boost_cc or calibration is not None):
         fold_probabilities, fold_logits = predictor.predict_with_logits(prepared.images)
     else:
         fold_probabilities, fold_logits = predictor.predict(prepared.images), None
