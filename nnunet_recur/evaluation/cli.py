@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from nnunet_recur.evaluation.cli_calibration import calibration
 from nnunet_recur.evaluation.cli_dp_qa import dp_qa
 from nnunet_recur.evaluation.cli_training_curves import training_curves
 
@@ -525,6 +526,7 @@ def compare(
 
 _command("training-curves")(training_curves)
 _command("dp-qa")(dp_qa)
+_command("calibration")(calibration)
 
 
 def main() -> None:

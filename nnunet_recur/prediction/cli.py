@@ -81,6 +81,11 @@ def predict(
         help="CT SeriesInstanceUID or SeriesDescription regex, when the RTSTRUCT names none.",
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    calibration: bool = typer.Option(
+        True,
+        "--calibration/--no-calibration",
+        help="Apply the model's calibration.json (from `recur calibrate`) when present (default).",
+    ),
     tta: bool = typer.Option(
         False, "--tta", help="Test-time mirroring, along the axes the trainer allows (off by default)."
     ),
@@ -129,6 +134,7 @@ def predict(
             ct_series=ct_series,
             suvmax_percent=suvmax_percent,
             report_patient_id=report_patient_id,
+            calibration=calibration,
         )
         if dose_map:
             from nnunet_recur.prediction.dose_painting import DoseMapOptions
@@ -185,6 +191,7 @@ def predict(
         predictor = FoldPredictor(resolved, chosen, device=device, tta=tta)
         predictor.fold_choice = how
         typer.echo(f"model {resolved.model_id}, folds {chosen} ({how}), device {predictor.predictor.device}")
+        typer.echo(_calibration_line(resolved.folder, calibration))
         results += run_batch(jobs, predictor, options, workers=workers, on_result=report)
     except ModelError as exc:
         typer.echo(f"error [model]: {exc}", err=True)
@@ -196,6 +203,20 @@ def predict(
     typer.echo(f"{len(results) - len(failed)} of {len(results)} patient(s) predicted")
     if failed:
         raise typer.Exit(1)
+
+
+def _calibration_line(folder: Path, enabled: bool) -> str:
+    """Read the model's calibration once up front, so a damaged calibration.json fails before any patient."""
+    from nnunet_recur.prediction.calibration import CalibrationError, load_calibration
+    from nnunet_recur.prediction.model import ModelError
+
+    try:
+        found = load_calibration(folder) if enabled else None
+    except CalibrationError as exc:
+        raise ModelError(str(exc)) from exc
+    if found is None:
+        return "calibration: off (--no-calibration)" if not enabled else "calibration: none (uncalibrated)"
+    return f"calibration: {found.describe()}"
 
 
 def _split_fold_numbers(patients: list[Path], folds: str) -> tuple[list[Path], list[str]]:

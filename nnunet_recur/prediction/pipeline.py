@@ -23,6 +23,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from nnunet_recur.prediction.calibration import (
+    CalibrationError,
+    calibrate_folds,
+    load_calibration,
+    summary_entry,
+)
 from nnunet_recur.prediction.dose_outputs import DOSE_OUTPUTS
 from nnunet_recur.prediction.dose_painting import DoseMapOptions
 from nnunet_recur.prediction.levels import make_levels
@@ -56,11 +62,10 @@ class PredictOptions:
     pet_series: str | None = None
     ct_series: str | None = None
     suvmax_percent: float | None = None
+    calibration: bool = True  # apply the model's calibration.json when present (--no-calibration: off)
     write_dicom: bool = True
     write_report: bool = True
-    dose_map: DoseMapOptions | None = (
-        None  # --dose-map: dose painting by numbers (prediction/dose_painting.py)
-    )
+    dose_map: DoseMapOptions | None = None  # --dose-map (prediction/dose_painting.py)
     report_patient_id: bool = False  # --report-patient-id: the CT's PatientID on the report
 
 
@@ -164,8 +169,14 @@ def predict_patient(folder: str | Path, predictor, options: PredictOptions) -> P
     check_crop_fits(model, case.ct)
     prepared_s = time.perf_counter() - started
 
-    fold_probabilities = predictor.predict(prepared.images)
+    calibration = _calibration(model, options)
+    # the logits (a second pass through nnU-Net's resampling) only where they are used
+    if hasattr(predictor, "predict_with_logits") and (options.boost_cc or calibration is not None):
+        fold_probabilities, fold_logits = predictor.predict_with_logits(prepared.images)
+    else:
+        fold_probabilities, fold_logits = predictor.predict(prepared.images), None
     inference_s = time.perf_counter() - started - prepared_s
+    fold_probabilities, ranking = calibrate_folds(fold_probabilities, fold_logits, calibration)
     mean, std = ensemble(fold_probabilities)
     crop_ct = prepared.images["ct"]
     probability = uncrop(mean, crop_ct, planning_ct)
@@ -176,7 +187,17 @@ def predict_patient(folder: str | Path, predictor, options: PredictOptions) -> P
     gtv = gtv > 0.5
     prob_array = sitk.GetArrayFromImage(probability)
     voxel_ml = float(np.prod(planning_ct.GetSpacing())) / 1000.0
-    levels = make_levels(prob_array, voxel_ml, options.thresholds, options.boost_cc, gtv, options.within_gtv)
+    level_notes: list[str] = []
+    levels = make_levels(
+        prob_array,
+        voxel_ml,
+        options.thresholds,
+        options.boost_cc,
+        gtv,
+        options.within_gtv,
+        scores=sitk.GetArrayFromImage(uncrop(ranking, crop_ct, planning_ct)),
+        notes=level_notes,
+    )
 
     fold_maps = (
         [uncrop(p, crop_ct, planning_ct) for p in fold_probabilities] if len(fold_probabilities) > 1 else []
@@ -210,7 +231,7 @@ def predict_patient(folder: str | Path, predictor, options: PredictOptions) -> P
 
     gtv_summary, suv_notes = _suv_summary(case, options.suvmax_percent or model.validation_percent)
     gtv_summary["volume_ml"] = _volume_ml(gtv, voxel_ml)
-    notes = list(case.notes) + suv_notes
+    notes = list(case.notes) + suv_notes + level_notes
     if case.planning_series is None:
         notes.append("NIfTI input: no DICOM planning CT, so no RTSTRUCT or SEG was written")
     elapsed = time.perf_counter() - started
@@ -229,6 +250,7 @@ def predict_patient(folder: str | Path, predictor, options: PredictOptions) -> P
             if len(fold_probabilities) > 1
             else None,
         },
+        "calibration": summary_entry(calibration, model.folder, disabled=not options.calibration),
         "thresholds": sorted(set(options.thresholds)),
         "boost_cc": sorted(set(options.boost_cc)),
         "within_gtv": options.within_gtv,
@@ -268,6 +290,15 @@ def predict_patient(folder: str | Path, predictor, options: PredictOptions) -> P
     if options.report_patient_id and headers is not None:
         prediction.patient_id = str(headers[0].get("PatientID", "")) or None
     return prediction
+
+
+def _calibration(model: Model, options: PredictOptions):
+    if not options.calibration:
+        return None
+    try:
+        return load_calibration(model.folder)
+    except CalibrationError as exc:
+        raise PatientError("model", str(exc)) from exc
 
 
 def _suv_summary(case, percent: float | None) -> tuple[dict, list[str]]:

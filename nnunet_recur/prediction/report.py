@@ -202,6 +202,7 @@ def render_html(
         "model": summary["model"]["id"],
         "folds": ", ".join(map(str, summary["model"]["folds"])) + f" ({summary['model']['fold_choice']})",
         "test-time mirroring": summary["model"]["tta"],
+        "calibration": summary.get("calibration", {}).get("note", "none"),
         "GTV volume (ml)": summary["gtv"]["volume_ml"],
         "SUVmax in GTV": summary["gtv"]["suvmax"],
         "SUVmax-threshold volume": summary["gtv"].get("suvmax_threshold_note", ""),
