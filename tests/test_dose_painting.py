@@ -115,3 +115,22 @@ def test_rt_dose_refuses_a_single_slice_ct():
     header.Rows, header.Columns = 2, 2
     with pytest.raises(ValueError, match="at least 2 slices"):
         build_rtdose([header], np.full((1, 2, 2), 68.0), software_version="t", plan_reference=[])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--levels", "2"], "--levels: 2 is outside 3..11"),
+        (["--iso-mean", "--min-gy", "70"], "--iso-mean: need"),
+    ],
+)
+def test_recur_predict_refuses_bad_dose_options_in_one_line_before_anything_runs(tmp_path, extra, message):
+    from typer.testing import CliRunner
+
+    from nnunet_recur.cli import app
+
+    out = tmp_path / "out"
+    args = ["predict", str(tmp_path), "--model", str(tmp_path / "none"), "--out", str(out), "--dose-map"]
+    result = CliRunner().invoke(app, [*args, *extra])
+    assert result.exit_code == 2 and result.output.startswith("error: ")
+    assert message in result.output and len(result.output.strip().splitlines()) == 1 and not out.exists()

@@ -140,17 +140,17 @@ def predict(
             from nnunet_recur.prediction.dose_painting import DoseMapOptions
 
             options.dose_map = DoseMapOptions(
-                base_gy,
-                boost_gy,
-                p_lo,
-                p_hi,
-                margin_mm,
-                region_roi,
-                iso_mean,
-                mean_gy,
-                min_gy,
-                max_gy,
-                levels,
+                base_gy=base_gy,
+                boost_gy=boost_gy,
+                p_lo=p_lo,
+                p_hi=p_hi,
+                margin_mm=margin_mm,
+                region_roi=region_roi,
+                iso_mean=iso_mean,
+                mean_gy=mean_gy,
+                min_gy=min_gy,
+                max_gy=max_gy,
+                levels=levels,
             )
             options.dose_map.validate()
         if not options.thresholds and not options.boost_cc:
