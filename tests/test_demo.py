@@ -138,6 +138,13 @@ def test_reduced_demo_adds_curves_new_patient_and_cpu_env(demo_run):
     new = out / "predict_new_patient"
     assert list(new.rglob("RS_*.dcm")) and list(new.rglob("SEG_*.dcm")) and list(new.rglob("report.html"))
 
+    # issue 21: temperature of the best seed fitted on its validation patients (a 2-epoch model may have no
+    # signal, then none is written), the test patients scored before and after, the new patient uses it
+    fitted = (out / "nnUNet_results" / "Dataset502_SynthRecur" / model / "calibration.json").is_file()
+    scored = json.loads((report / "calibration" / "calibration.json").read_text())["methods"]
+    assert set(scored) == ({"AI random", "AI random, calibrated"} if fitted else {"AI random"})
+    assert json.loads(next(new.rglob("summary.json")).read_text())["calibration"]["applied"] is fitted
+
     # the CPU environment reached every nnU-Net job (printed as the prefix of its command) and the header
     for tool in ("nnUNetv2_train", "nnUNetv2_predict", "recur predict"):
         lines = [ln for ln in stdout.splitlines() if "$ " in ln and f" {tool} " in ln]

@@ -60,7 +60,7 @@ def test_console_scripts_answer_help(argv):
 
 def test_recur_lists_every_subcommand():
     out = subprocess.run([str(BIN / "recur"), "--help"], capture_output=True, text=True, timeout=60)
-    for name in ("synth", "convert", "plan", "env", "demo", "cv"):
+    for name in ("synth", "convert", "plan", "env", "demo", "cv", "predict", "calibrate"):
         assert name in out.stdout, f"`recur {name}` is not registered"
 
 

@@ -62,7 +62,7 @@ def trained(tmp_path_factory):
     run([str(BIN / "recur"), "plan", str(DATASET_ID)], env)
     run(
         [str(BIN / "nnUNetv2_train"), str(DATASET_ID), "3d_recur", "0", "-p", "nnUNetRecurPlans"]
-        + ["-tr", TRAINER, "-device", "cpu"],
+        + ["-tr", TRAINER, "-device", "cpu", "--npz"],  # --npz: validation probabilities for recur calibrate
         {**env, "nnUNet_n_proc_DA": "0"},
     )
     with open(root / "report" / "cases.csv") as handle:
@@ -95,12 +95,13 @@ def without_pet(patient: Path, target: Path) -> Path:
     return target
 
 
-def test_predict_from_the_original_dicom_equals_nnunetv2_predict(trained, monkeypatch):
+def test_predict_from_the_original_dicom_equals_nnunetv2_predict(trained, monkeypatch, dciodvfy):
     root, env, patient, case = trained
     out = root / "out_single"
     result = predict(
         [str(patient), "--model", str(model_dir(root)), "--out", str(out), "--device", "cpu"]
-        + ["--thresholds", "0.3,0.5", "--boost-cc", "5", "--include-gtv"],
+        + ["--thresholds", "0.3,0.5", "--boost-cc", "5", "--include-gtv"]
+        + ["--dose-map", "--boost-gy", "80", "--levels", "5"],
         env,
         monkeypatch,
     )
@@ -113,6 +114,12 @@ def test_predict_from_the_original_dicom_equals_nnunetv2_predict(trained, monkey
         "SEG_recur_probability.dcm",
         "report.html",
         "summary.json",
+        "dose_prescription.nii.gz",
+        "RD_recur_prescription.dcm",
+        "RP_recur_prescription.dcm",
+        "PM_recur_prescription.dcm",
+        "RS_recur_dose_levels.dcm",
+        "dose_map.json",
     }
 
     # nnU-Net's own prediction of the converter's file of this very case
@@ -175,6 +182,80 @@ def test_predict_from_the_original_dicom_equals_nnunetv2_predict(trained, monkey
     report = (out / "report.html").read_text()
     assert "data:image/png;base64," in report and "NOT A MEDICAL DEVICE" in report
     assert patient.name not in report and patient.name not in json.dumps(summary)
+
+    # --dose-map: the RT Dose is dose_prescription.nii.gz on the CT's grid; every DICOM object validates
+    assert "prescription-volume histogram" in report and "Patient ID" not in report
+    dose = sitk.ReadImage(str(out / "dose_prescription.nii.gz"))
+    assert dose.GetSize() == ct.GetSize()
+    np.testing.assert_allclose(dose.GetOrigin(), ct.GetOrigin(), atol=1e-4)
+    rd = pydicom.dcmread(out / "RD_recur_prescription.dcm")
+    assert rd.FrameOfReferenceUID == series.frame_of_reference_uid
+    scaling = float(rd.DoseGridScaling)
+    dose_array = sitk.GetArrayFromImage(dose)
+    assert np.abs(rd.pixel_array * scaling - dose_array).max() <= scaling / 2 + 1e-6
+    dose_summary = json.loads((out / "dose_map.json").read_text())
+    assert dose_summary == summary["dose_map"] and dose_summary["parameters"]["boost_gy"] == 80
+    assert dose_summary["region"]["max_gy"] <= 80 and 1 <= len(dose_summary["levels"]) <= 5
+    assert dose_array.min() >= 68.0 - scaling  # escalation: nowhere below the base dose
+    for path in sorted(out.glob("*.dcm")):
+        errors, warnings = dciodvfy(path)
+        assert errors == [], (path.name, errors)
+        assert all("Laterality" in w for w in warnings), (path.name, warnings)  # docs/prediction.md
+
+
+def test_calibrate_on_nnunet_validation_npz_then_predict_applies_it(trained, monkeypatch, tmp_path):
+    """`recur calibrate` on nnU-Net's own validation .npz, then `recur predict` with and without it."""
+    from typer.testing import CliRunner
+
+    from nnunet_recur.cli import app
+
+    root, env, patient, _ = trained
+    copied = tmp_path / DATASET / MODEL_FOLDER
+    shutil.copytree(model_dir(root), copied)
+    assert list((copied / "fold_0" / "validation").glob("*.npz"))
+    for key, value in env.items():
+        if key.startswith("nnUNet_"):
+            monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(app, ["calibrate", str(copied)])  # labels, GTV, CT from nnU-Net's folders
+    if result.exit_code == 0:
+        record = json.loads((copied / "calibration.json").read_text())
+        temperature = record["parameters"]["temperature"]
+        assert record["fitted_on"]["cases"] and record["fitted_on"]["region"] == "gtv+20mm"
+        assert record["metrics"]["after"]["nll"]["value"] <= record["metrics"]["before"]["nll"]["value"]
+    else:  # a 2-epoch model may have no signal yet: refused in one line (the npz were read and fitted)
+        assert result.exit_code == 2 and "do not rise with relapse" in result.output, result.output
+        skipped = CliRunner().invoke(app, ["calibrate", str(copied), "--skip-if-no-signal"])
+        assert skipped.exit_code == 0 and not (copied / "calibration.json").exists()
+        from nnunet_recur.prediction.calibration import Calibration, write_calibration
+
+        temperature = 2.0
+        write_calibration(copied, Calibration("temperature", 1 / temperature))
+
+    out = tmp_path / "calibrated"
+    args = [str(patient), "--model", str(copied), "--out", str(out), "--thresholds", "0.3,0.5"]
+    result = predict([*args, "--boost-cc", "5,10", "--dose-map"], env, monkeypatch)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["calibration"]["parameters"]["temperature"] == temperature
+    # the dose map reads the calibrated probability (the file it was written beside)
+    assert json.loads((out / "dose_map.json").read_text())["probability_source"].startswith("calibrated")
+    assert "temperature scaling" in (out / "report.html").read_text()
+    # out_single: the same patient predicted before calibration.json existed (nnU-Net's own probabilities)
+    raw = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "out_single" / "probability.nii.gz")))
+    calibrated = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "probability.nii.gz")))
+    inside = (raw > 1e-6) & (raw < 1 - 1e-6)
+    logit = np.log(raw[inside].astype(np.float64)) - np.log1p(-raw[inside].astype(np.float64))
+    # sigmoid(z / T) of nnU-Net's logit; 1e-4: the float32 of `raw` near 0 or 1 carries its logit to ~1e-4
+    np.testing.assert_allclose(calibrated[inside], 1 / (1 + np.exp(-logit / temperature)), atol=1e-4)
+    voxel_ml = float(np.prod(summary["probability"]["spacing_mm"])) / 1000
+    boosts = [lv for lv in summary["levels"] if lv["kind"] == "boost_cc"]
+    for level in boosts:  # each volume met within one voxel, or the name says what was reached
+        met = abs(level["volume_ml"] - level["requested"]) <= voxel_ml * 1.001
+        assert met or "_got" in level["roi"], level
+    assert len({lv["volume_ml"] for lv in boosts}) == len(boosts)  # never two identical ROIs
+    before = json.loads((root / "out_single" / "summary.json").read_text())
+    p50 = [next(lv for lv in s["levels"] if lv["roi"] == "Recur_p50") for s in (before, summary)]
+    assert abs(p50[0]["volume_ml"] - p50[1]["volume_ml"]) <= voxel_ml * 1.001  # T keeps the 0.5 level
 
 
 def test_ensemble_then_rerun_and_a_zip_on_a_machine_without_the_training_data(trained, monkeypatch, tmp_path):

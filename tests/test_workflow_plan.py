@@ -151,7 +151,19 @@ def test_demo_ends_with_training_curves_and_recur_predict_on_the_first_test_pati
     assert argv == ["recur", "predict", "out/synthetic/inhouse/patients/P03", "--model", model,
                     "--folds", "best", "--device", "cpu", "--out", "out/predict_new_patient"]  # fmt: skip
     assert set(JobGraph(list(jobs.values())).deps["predict_new_patient"]) == {
-        "select_ai_random", "select_ai_finetune"}  # fmt: skip
+        "select_ai_random", "select_ai_finetune", "calibrate_ai_random"}  # fmt: skip
+    # issue 21: the temperature of the best seed fitted on its validation patients (nnUNetv2_train --npz),
+    # then the test patients scored as saved and calibrated
+    assert "--npz" in jobs["train_ai_random_seed0"].resolved_commands()[0]
+    assert jobs["calibrate_ai_random"].resolved_commands()[0][:3] == ["recur", "calibrate", model]
+    scored = jobs["calibration_report"].resolved_commands()[0]
+    assert scored[:2] == ["recur-eval", "calibration"] and "--calibration" not in scored  # none fitted yet
+    Path(model).mkdir(parents=True)
+    Path(model, "calibration.json").write_text("{}")
+    assert f"{model}/calibration.json" in jobs["calibration_report"].resolved_commands()[0]
+    assert (
+        "AI random=out/predictions/ai_random" in scored and "res/Dataset502_SynthRecur/labelsTs" not in scored
+    )
 
 
 def test_study_file_opts_in_to_the_new_patient_prediction(tmp_path):

@@ -13,6 +13,8 @@ from pathlib import Path
 import typer
 
 from nnunet_recur.evaluation.cli_dose import dose_pattern
+from nnunet_recur.evaluation.cli_calibration import calibration
+from nnunet_recur.evaluation.cli_dp_qa import dp_qa
 from nnunet_recur.evaluation.cli_training_curves import training_curves
 
 app = typer.Typer(
@@ -536,6 +538,8 @@ def compare(
 
 _command("training-curves")(training_curves)
 _command("dose-pattern")(dose_pattern)
+_command("dp-qa")(dp_qa)
+_command("calibration")(calibration)
 
 
 def main() -> None:

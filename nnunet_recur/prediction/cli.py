@@ -16,6 +16,9 @@ PREDICT_HELP = "\n\n".join(
         "SEG_recur_rois.dcm and SEG_recur_probability.dcm (DICOM SEG), report.html and summary.json. "
         "Several patients (or --cohort) go to OUT/<patient folder name>/; a failing patient is reported and "
         "the others go on; the exit code is non-zero when any patient failed.",
+        "--dose-map adds a dose-painting-by-numbers PRESCRIPTION (not a calculated dose): "
+        "dose_prescription.nii.gz, an RT Dose with its prescription-only RT Plan, a Parametric Map, the "
+        "region and --levels ROIs (RS_recur_dose_levels.dcm) and dose_map.json (docs/prediction.md).",
         "Example: recur predict /data/new/patient17 --model "
         "$nnUNet_results/Dataset502_RecurOPSCC/nnUNetTrainerRecur__nnUNetRecurPlans__3d_recur "
         "--out pred17 --thresholds 0.3,0.5 --boost-cc 10",
@@ -78,6 +81,11 @@ def predict(
         help="CT SeriesInstanceUID or SeriesDescription regex, when the RTSTRUCT names none.",
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    calibration: bool = typer.Option(
+        True,
+        "--calibration/--no-calibration",
+        help="Apply the model's calibration.json (from `recur calibrate`) when present (default).",
+    ),
     tta: bool = typer.Option(
         False, "--tta", help="Test-time mirroring, along the axes the trainer allows (off by default)."
     ),
@@ -86,6 +94,27 @@ def predict(
     ),
     workers: int = typer.Option(
         1, "--workers", min=1, help="Patients predicted in parallel (processes, CPU)."
+    ),
+    dose_map: bool = typer.Option(
+        False, "--dose-map", help="Dose painting by numbers: write the prescription (docs/prediction.md)."
+    ),
+    base_gy: float = typer.Option(68.0, "--base-gy", help="Dose outside the region, and D_low (Gy)."),
+    boost_gy: float = typer.Option(80.0, "--boost-gy", help="D_high: dose where p >= --p-hi (Gy)."),
+    p_lo: float = typer.Option(0.0, "--p-lo", help="Probability at and below which D_low applies."),
+    p_hi: float = typer.Option(1.0, "--p-hi", help="Probability at and above which D_high applies."),
+    margin_mm: float = typer.Option(5.0, "--margin-mm", help="Region: the GTV grown by this margin (mm)."),
+    region_roi: str = typer.Option(None, "--region-roi", help="Region: this RTSTRUCT ROI instead."),
+    iso_mean: bool = typer.Option(
+        False, "--iso-mean", help="Redistribute at equal mean region dose (--mean-gy) within bounds."
+    ),
+    mean_gy: float = typer.Option(None, "--mean-gy", help="--iso-mean target mean (default --base-gy)."),
+    min_gy: float = typer.Option(60.0, "--min-gy", help="--iso-mean lowest voxel dose (Gy)."),
+    max_gy: float = typer.Option(
+        None, "--max-gy", help="--iso-mean highest voxel dose (default --boost-gy)."
+    ),
+    levels: int = typer.Option(None, "--levels", help="Quantise to N dose levels (3-11), one ROI each."),
+    report_patient_id: bool = typer.Option(
+        False, "--report-patient-id", help="Print the CT's PatientID on report.html (off by default)."
     ),
 ) -> None:
     """Predict relapse risk for new patients (help text: PREDICT_HELP)."""
@@ -104,7 +133,26 @@ def predict(
             pet_series=pet_series,
             ct_series=ct_series,
             suvmax_percent=suvmax_percent,
+            report_patient_id=report_patient_id,
+            calibration=calibration,
         )
+        if dose_map:
+            from nnunet_recur.prediction.dose_painting import DoseMapOptions
+
+            options.dose_map = DoseMapOptions(
+                base_gy=base_gy,
+                boost_gy=boost_gy,
+                p_lo=p_lo,
+                p_hi=p_hi,
+                margin_mm=margin_mm,
+                region_roi=region_roi,
+                iso_mean=iso_mean,
+                mean_gy=mean_gy,
+                min_gy=min_gy,
+                max_gy=max_gy,
+                levels=levels,
+            )
+            options.dose_map.validate()
         if not options.thresholds and not options.boost_cc:
             raise ValueError("--thresholds and --boost-cc are both empty: nothing to contour")
         for t in options.thresholds:
@@ -118,25 +166,33 @@ def predict(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
 
+    def report(result) -> None:
+        if result.ok:
+            typer.echo(f"ok   {result.patient} -> {result.out} ({result.seconds:.1f} s)")
+        else:
+            typer.echo(f"FAIL {result.patient} [{result.cause}]: {result.message}", err=True)
+
+    from nnunet_recur.prediction.precheck import split_jobs
+
     resolved = None
     try:
-        resolved = resolve_model(
+        resolved = resolve_model(  # reads the model folder's JSON only; the weights load below
             model, dataset=dataset, trainer=trainer, plans=plans, configuration=configuration
         )
         chosen, how = choose_folds(resolved, fold_list)
+        jobs, results = split_jobs(jobs, roi_gtv)  # the folders' cheap checks, before the weights load
+        for result in results:
+            report(result)
+        if not jobs:
+            typer.echo(f"0 of {len(results)} patient(s) predicted")
+            raise typer.Exit(1)
         from nnunet_recur.prediction.inference import FoldPredictor
 
         predictor = FoldPredictor(resolved, chosen, device=device, tta=tta)
         predictor.fold_choice = how
         typer.echo(f"model {resolved.model_id}, folds {chosen} ({how}), device {predictor.predictor.device}")
-
-        def report(result) -> None:
-            if result.ok:
-                typer.echo(f"ok   {result.patient} -> {result.out} ({result.seconds:.1f} s)")
-            else:
-                typer.echo(f"FAIL {result.patient} [{result.cause}]: {result.message}", err=True)
-
-        results = run_batch(jobs, predictor, options, workers=workers, on_result=report)
+        typer.echo(_calibration_line(resolved.folder, calibration))
+        results += run_batch(jobs, predictor, options, workers=workers, on_result=report)
     except ModelError as exc:
         typer.echo(f"error [model]: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -147,6 +203,20 @@ def predict(
     typer.echo(f"{len(results) - len(failed)} of {len(results)} patient(s) predicted")
     if failed:
         raise typer.Exit(1)
+
+
+def _calibration_line(folder: Path, enabled: bool) -> str:
+    """Read the model's calibration once up front, so a damaged calibration.json fails before any patient."""
+    from nnunet_recur.prediction.calibration import CalibrationError, load_calibration
+    from nnunet_recur.prediction.model import ModelError
+
+    try:
+        found = load_calibration(folder) if enabled else None
+    except CalibrationError as exc:
+        raise ModelError(str(exc)) from exc
+    if found is None:
+        return "calibration: off (--no-calibration)" if not enabled else "calibration: none (uncalibrated)"
+    return f"calibration: {found.describe()}"
 
 
 def _split_fold_numbers(patients: list[Path], folds: str) -> tuple[list[Path], list[str]]:

@@ -11,6 +11,7 @@ along the axes the trainer allows (nnU-Net reads them from the checkpoint).
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 
@@ -81,6 +82,14 @@ class FoldPredictor:
 
     def predict(self, images: dict) -> list[np.ndarray]:
         """Relapse probability (float32, z, y, x, on the crop) for each fold, in `self.folds` order."""
+        return self.predict_with_logits(images, with_logits=False)[0]
+
+    def predict_with_logits(
+        self, images: dict, with_logits: bool = True
+    ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        """Per fold, the probability (as `predict`) and, with `with_logits`, the logits on the same grid
+        (float32; nnU-Net's resampling of the logits, then no sigmoid; -inf where the probability is 0,
+        i.e. outside nnU-Net's non-zero crop), which rank voxels without the float32 saturation at 1.0."""
         import torch
         from nnunetv2.inference.data_iterators import PreprocessAdapterFromNpy
         from nnunetv2.inference.export_prediction import (
@@ -115,7 +124,9 @@ class FoldPredictor:
             verbose=False,
         )
         item = next(adapter)
-        probabilities = []
+        probabilities, logit_maps = [], []
+        identity = copy.copy(p.label_manager)
+        identity.inference_nonlin = lambda x: x  # logits pass through nnU-Net's own resampling and uncrop
         for parameters in self.fold_parameters:
             p.list_of_parameters = [parameters]
             with torch.inference_mode():
@@ -129,8 +140,20 @@ class FoldPredictor:
                 return_probabilities=True,
             )
             probabilities.append(np.asarray(probability[0], dtype=np.float32))
+            if with_logits:
+                _, resampled = convert_predicted_logits_to_segmentation_with_correct_shape(
+                    logits,
+                    p.plans_manager,
+                    p.configuration_manager,
+                    identity,
+                    item["data_properties"],
+                    return_probabilities=True,
+                )
+                logit_map = np.asarray(resampled[0], dtype=np.float32)
+                logit_map[probabilities[-1] == 0] = -np.inf
+                logit_maps.append(logit_map)
         p.list_of_parameters = self.fold_parameters
-        return probabilities
+        return probabilities, (logit_maps if with_logits else None)
 
 
 def _as_nnunet_reads(image) -> np.ndarray:

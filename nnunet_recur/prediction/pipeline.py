@@ -23,6 +23,14 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from nnunet_recur.prediction.calibration import (
+    CalibrationError,
+    calibrate_folds,
+    load_calibration,
+    summary_entry,
+)
+from nnunet_recur.prediction.dose_outputs import DOSE_OUTPUTS
+from nnunet_recur.prediction.dose_painting import DoseMapOptions
 from nnunet_recur.prediction.levels import make_levels
 from nnunet_recur.prediction.model import Model, ModelError
 from nnunet_recur.prediction.rtstruct_writer import RESEARCH_STATEMENT, RoiSpec
@@ -35,7 +43,7 @@ SEG = "SEG_recur_rois.dcm"
 SEG_PROBABILITY = "SEG_recur_probability.dcm"
 REPORT = "report.html"
 SUMMARY = "summary.json"
-OUTPUTS = (PROBABILITY, UNCERTAINTY, RTSTRUCT, SEG, SEG_PROBABILITY, REPORT, SUMMARY)
+OUTPUTS = (PROBABILITY, UNCERTAINTY, RTSTRUCT, SEG, SEG_PROBABILITY, REPORT, SUMMARY, *DOSE_OUTPUTS)
 SPACING_TOLERANCE = 0.25  # a patient's CT spacing may differ this much (relative) from the crop's reference
 
 THRESHOLD_COLORS = [(255, 255, 0), (255, 160, 0), (255, 0, 0), (160, 0, 60), (100, 0, 120)]
@@ -54,8 +62,11 @@ class PredictOptions:
     pet_series: str | None = None
     ct_series: str | None = None
     suvmax_percent: float | None = None
+    calibration: bool = True  # apply the model's calibration.json when present (--no-calibration: off)
     write_dicom: bool = True
     write_report: bool = True
+    dose_map: DoseMapOptions | None = None  # --dose-map (prediction/dose_painting.py)
+    report_patient_id: bool = False  # --report-patient-id: the CT's PatientID on the report
 
 
 class PatientError(Exception):
@@ -123,6 +134,8 @@ class Prediction:
     summary: dict
     ct_headers: list | None
     notes: list[str]
+    dose: object | None = None  # dose_painting.DoseMap with --dose-map
+    patient_id: str | None = None  # only with --report-patient-id
 
 
 def _volume_ml(mask: np.ndarray, voxel_ml: float) -> float:
@@ -156,8 +169,14 @@ def predict_patient(folder: str | Path, predictor, options: PredictOptions) -> P
     check_crop_fits(model, case.ct)
     prepared_s = time.perf_counter() - started
 
-    fold_probabilities = predictor.predict(prepared.images)
+    calibration = _calibration(model, options)
+    # the logits (a second pass through nnU-Net's resampling) only where they are used
+    if hasattr(predictor, "predict_with_logits") and (options.boost_cc or calibration is not None):
+        fold_probabilities, fold_logits = predictor.predict_with_logits(prepared.images)
+    else:
+        fold_probabilities, fold_logits = predictor.predict(prepared.images), None
     inference_s = time.perf_counter() - started - prepared_s
+    fold_probabilities, ranking = calibrate_folds(fold_probabilities, fold_logits, calibration)
     mean, std = ensemble(fold_probabilities)
     crop_ct = prepared.images["ct"]
     probability = uncrop(mean, crop_ct, planning_ct)
@@ -168,7 +187,17 @@ def predict_patient(folder: str | Path, predictor, options: PredictOptions) -> P
     gtv = gtv > 0.5
     prob_array = sitk.GetArrayFromImage(probability)
     voxel_ml = float(np.prod(planning_ct.GetSpacing())) / 1000.0
-    levels = make_levels(prob_array, voxel_ml, options.thresholds, options.boost_cc, gtv, options.within_gtv)
+    level_notes: list[str] = []
+    levels = make_levels(
+        prob_array,
+        voxel_ml,
+        options.thresholds,
+        options.boost_cc,
+        gtv,
+        options.within_gtv,
+        scores=sitk.GetArrayFromImage(uncrop(ranking, crop_ct, planning_ct)),
+        notes=level_notes,
+    )
 
     fold_maps = (
         [uncrop(p, crop_ct, planning_ct) for p in fold_probabilities] if len(fold_probabilities) > 1 else []
@@ -202,7 +231,7 @@ def predict_patient(folder: str | Path, predictor, options: PredictOptions) -> P
 
     gtv_summary, suv_notes = _suv_summary(case, options.suvmax_percent or model.validation_percent)
     gtv_summary["volume_ml"] = _volume_ml(gtv, voxel_ml)
-    notes = list(case.notes) + suv_notes
+    notes = list(case.notes) + suv_notes + level_notes
     if case.planning_series is None:
         notes.append("NIfTI input: no DICOM planning CT, so no RTSTRUCT or SEG was written")
     elapsed = time.perf_counter() - started
@@ -221,6 +250,7 @@ def predict_patient(folder: str | Path, predictor, options: PredictOptions) -> P
             if len(fold_probabilities) > 1
             else None,
         },
+        "calibration": summary_entry(calibration, model.folder, disabled=not options.calibration),
         "thresholds": sorted(set(options.thresholds)),
         "boost_cc": sorted(set(options.boost_cc)),
         "within_gtv": options.within_gtv,
@@ -246,7 +276,29 @@ def predict_patient(folder: str | Path, predictor, options: PredictOptions) -> P
         "provenance": {"software": software_versions(), "input": hash_folder(folder)},
     }
     headers = list(case.planning_series.headers) if case.planning_series is not None else None
-    return Prediction(planning_ct, probability, uncertainty, levels, gtv, summary, headers, notes)
+    prediction = Prediction(planning_ct, probability, uncertainty, levels, gtv, summary, headers, notes)
+    if options.dose_map is not None:
+        from nnunet_recur.prediction import dose_outputs
+
+        try:  # p: the probability map as written (calibrated when a calibration was applied)
+            prediction.dose = dose_outputs.compute(
+                folder, planning_ct, prob_array, gtv, options.dose_map, summary, headers is not None
+            )
+        except ValueError as exc:
+            raise PatientError("dose_map", str(exc)) from exc
+        summary["dose_map"] = prediction.dose.summary
+    if options.report_patient_id and headers is not None:
+        prediction.patient_id = str(headers[0].get("PatientID", "")) or None
+    return prediction
+
+
+def _calibration(model: Model, options: PredictOptions):
+    if not options.calibration:
+        return None
+    try:
+        return load_calibration(model.folder)
+    except CalibrationError as exc:
+        raise PatientError("model", str(exc)) from exc
 
 
 def _suv_summary(case, percent: float | None) -> tuple[dict, list[str]]:
@@ -332,6 +384,11 @@ def write_outputs(prediction: Prediction, options: PredictOptions, out: Path) ->
                 build_probability_seg(prediction.ct_headers, probability, version).save_as(
                     staging / SEG_PROBABILITY
                 )
+        if prediction.dose is not None:
+            from nnunet_recur.prediction import dose_outputs
+
+            headers = prediction.ct_headers if options.write_dicom else None
+            dose_outputs.write(staging, prediction.dose, prediction.planning_ct, headers, version)
         (staging / SUMMARY).write_text(json.dumps(prediction.summary, indent=2))
         if options.write_report:
             from nnunet_recur.prediction.report import overlay_png, render_html
@@ -345,7 +402,18 @@ def write_outputs(prediction: Prediction, options: PredictOptions, out: Path) ->
                 ct.GetSpacing(),
                 np.asarray(ct.GetDirection()).reshape(3, 3),
             )
-            (staging / REPORT).write_text(render_html(prediction.summary, png))
+            dose = None
+            if prediction.dose is not None:
+                from nnunet_recur.prediction.report import dose_png
+
+                voxel_ml = float(np.prod(ct.GetSpacing())) / 1000.0
+                direction = np.asarray(ct.GetDirection()).reshape(3, 3)
+                d = prediction.dose
+                dose = dose_png(
+                    sitk.GetArrayViewFromImage(ct), d.dose, d.region, ct.GetSpacing(), direction, voxel_ml
+                )
+            html_text = render_html(prediction.summary, png, dose, prediction.patient_id)
+            (staging / REPORT).write_text(html_text)
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for name in OUTPUTS:

@@ -166,6 +166,44 @@ def copy_patient_study(source: Dataset, target: Dataset) -> None:
             setattr(target, keyword, "")
 
 
+def rt_object_header(
+    sop_class: str,
+    modality: str,
+    series_number: int,
+    series_description: str,
+    ct: Dataset,
+    software_version: str,
+) -> tuple[Dataset, str, str]:
+    """(dataset, date, time): file meta, SOP Common, the CT's patient and study, a new series (RT Series,
+    General Equipment) and the CT's Frame of Reference module, shared by the RT objects we write."""
+    date, time = _now()
+    sop_instance_uid = generate_uid()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop_instance_uid
+    ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
+    copy_patient_study(ct, ds)
+    ds.Modality = modality
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesNumber = series_number
+    ds.SeriesDescription = series_description[:64]
+    ds.InstanceNumber = 1
+    ds.Manufacturer = "nnunet-recur"
+    ds.ManufacturerModelName = "recur predict"
+    ds.SoftwareVersions = software_version
+    ds.OperatorsName = ""
+    ds.FrameOfReferenceUID = ct.FrameOfReferenceUID
+    ds.PositionReferenceIndicator = ct.get("PositionReferenceIndicator", "")  # Type 2 (FoR module)
+    return ds, date, time
+
+
 def build_rtstruct(
     ct_headers: list[Dataset],
     rois: list[RoiSpec],
@@ -181,30 +219,9 @@ def build_rtstruct(
             raise ValueError(f"ROI {roi.name}: {roi.mask.shape[0]} slices, the CT has {len(ct_headers)}")
         if len(roi.name) > 64:
             raise ValueError(f"ROI name {roi.name!r} is longer than 64 characters")
-    date, time = _now()
-    sop_instance_uid = generate_uid()
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = RTSTRUCT_SOP_CLASS
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.SOPClassUID = RTSTRUCT_SOP_CLASS
-    ds.SOPInstanceUID = sop_instance_uid
-    ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
-    copy_patient_study(first, ds)
-    ds.Modality = "RTSTRUCT"
-    ds.SeriesInstanceUID = generate_uid()
-    ds.SeriesNumber = 9001
-    ds.SeriesDescription = series_description[:64]
-    ds.InstanceNumber = 1
-    ds.Manufacturer = "nnunet-recur"
-    ds.ManufacturerModelName = "recur predict"
-    ds.SoftwareVersions = software_version
-    ds.OperatorsName = ""
-    ds.FrameOfReferenceUID = first.FrameOfReferenceUID
+    ds, date, time = rt_object_header(
+        RTSTRUCT_SOP_CLASS, "RTSTRUCT", 9001, series_description, first, software_version
+    )
     ds.StructureSetLabel = "RECUR"
     ds.StructureSetName = "recur relapse risk"
     ds.StructureSetDescription = f"{RESEARCH_STATEMENT}. {algorithm_description}"[:1024]

@@ -17,12 +17,13 @@ import csv
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from nnunet_recur.workflow.calibration_jobs import calibration_jobs
 from nnunet_recur.workflow.graph import Job
 from nnunet_recur.workflow.study import (
     CONFIGURATION,
@@ -232,8 +233,17 @@ def build_jobs(cfg: DemoConfig, env: dict[str, str], trainers: DemoTrainers) -> 
         seeds=cfg.seeds,
         device=cfg.device,
         new_patient=lambda: test_patient_folder(cfg),
+        validation_probabilities=True,  # for the calibration step
     )
     jobs = prep + study_jobs(p.layout(), plan, after=(prep[-1].name,))
+    # calibration before Table 1; the new patient's prediction waits for the fit (and applies it)
+    calibration = calibration_jobs(p.layout(), plan)
+    at = next(i for i, j in enumerate(jobs) if j.name == "compare")
+    jobs = [*jobs[:at], *calibration, *jobs[at:]]
+    jobs = [
+        replace(j, after=(*j.after, calibration[0].name)) if j.name == "predict_new_patient" else j
+        for j in jobs
+    ]
     # the training curves before the new patient's prediction, so that `recur predict` ends the tutorial
     at = next((i for i, j in enumerate(jobs) if j.name == "predict_new_patient"), len(jobs))
     return [*jobs[:at], training_curves_job(cfg, p, plan), *jobs[at:]]

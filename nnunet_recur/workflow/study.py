@@ -259,6 +259,7 @@ class StudyPlan:
     # `recur predict` on one new patient (a DICOM folder, or a callable giving it once the data exist)
     new_patient: Path | Callable[[], Path] | None = None
     new_patient_method: str = "ai_random"  # the key of the method whose model predicts it
+    validation_probabilities: bool = False  # nnUNetv2_train --npz: fold validation .npz (recur calibrate)
 
 
 def nnunet_job_env(device: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -384,6 +385,7 @@ def study_jobs(lay: StudyLayout, plan: StudyPlan, after: Iterable[str] = ()) -> 
                     plan.device,
                     plan.train_env,
                     pretrained=pre_fold / "checkpoint_final.pth" if method.pretrained else None,
+                    extra=["--npz"] if plan.validation_probabilities else (),
                     after=("pretrain",) if method.pretrained else first,
                 )
             )
