@@ -94,7 +94,5 @@ def write_calibration_report(
     if notes:
         lines += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
     write_text(stage / "calibration.md", "\n".join(lines))
-    cal.plot_reliability(
-        tables, stage / "reliability.png", f"{settings['region']} region, {len(results)} cases"
-    )
+    cal.plot_reliability(tables, stage / "reliability.png", f"{settings['region']} region, {counted}")
     return summary
