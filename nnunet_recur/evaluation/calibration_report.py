@@ -72,8 +72,9 @@ def write_calibration_report(
         )
     write_text(stage / "po_reliability.csv", buffer.getvalue())
 
+    counted = f"{len(results)} case{'' if len(results) == 1 else 's'}"
     lines = [
-        f"# Calibration ({settings['region']} region, {len(results)} cases)",
+        f"# Calibration ({settings['region']} region, {counted})",
         "",
         "Pooled over the region's voxels; 95 % CIs from a patient-level bootstrap "
         f"({bootstrap} resamples, seed {seed}). ECE/MCE: 15 equal-width bins; adaptive ECE: equal-mass bins.",
@@ -93,7 +94,5 @@ def write_calibration_report(
     if notes:
         lines += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
     write_text(stage / "calibration.md", "\n".join(lines))
-    cal.plot_reliability(
-        tables, stage / "reliability.png", f"{settings['region']} region, {len(results)} cases"
-    )
+    cal.plot_reliability(tables, stage / "reliability.png", f"{settings['region']} region, {counted}")
     return summary
