@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from nnunet_recur.evaluation.cli_federated import pool, site_summary
 from nnunet_recur.evaluation.cli_training_curves import training_curves
 
 app = typer.Typer(
@@ -523,6 +524,8 @@ def compare(
 
 
 _command("training-curves")(training_curves)
+_command("site-summary")(site_summary)
+_command("pool")(pool)
 
 
 def main() -> None:
