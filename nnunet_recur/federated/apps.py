@@ -25,8 +25,9 @@ log = logging.getLogger("nnunet_recur.federated")
 
 
 def to_array_record(weights: dict[str, np.ndarray]) -> ArrayRecord:
+    # np.array, not np.ascontiguousarray: the latter turns a 0-d buffer (a norm layer's counter) into 1-d
     return ArrayRecord(
-        {name: Array.from_numpy_ndarray(np.ascontiguousarray(v)) for name, v in weights.items()}
+        {name: Array.from_numpy_ndarray(np.array(v, order="C")) for name, v in weights.items()}
     )
 
 

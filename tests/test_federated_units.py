@@ -1,0 +1,144 @@
+"""Federated training, the parts without a network: FedAvg weighting, the shape check, shared plans, the
+fingerprint merge against the union of the cases, and exactly what a site's reply holds."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr")
+
+from nnunet_recur.federated import fedavg, fingerprint, rounds, shared_plans  # noqa: E402
+from nnunet_recur.federated.apps import from_array_record, site_reply  # noqa: E402
+from nnunet_recur.federated.local_training import RoundResult  # noqa: E402
+
+
+def _weights(value: float, shape=(2, 3)) -> dict:
+    return {"conv.weight": np.full(shape, value, np.float32), "norm.count": np.array(4 * value, np.int64)}
+
+
+def test_fedavg_weights_by_training_cases():
+    updates = [fedavg.SiteUpdate("A", _weights(1.0), 3), fedavg.SiteUpdate("B", _weights(5.0), 1)]
+    assert np.allclose(fedavg.case_weights(updates), [0.75, 0.25])
+    averaged = fedavg.federated_average(updates)
+    assert averaged["conv.weight"].dtype == np.float32
+    assert np.allclose(averaged["conv.weight"], 0.75 * 1.0 + 0.25 * 5.0)  # 2.0, not the plain mean 3.0
+    assert averaged["norm.count"].dtype == np.int64 and int(averaged["norm.count"]) == 8
+    with pytest.raises(ValueError, match="no training case.*C"):
+        fedavg.case_weights([fedavg.SiteUpdate("C", _weights(1.0), 0)])
+    with pytest.raises(ValueError, match="no site update"):
+        fedavg.federated_average([])
+
+
+def test_wrong_shape_weights_are_refused_naming_the_site():
+    reference = _weights(0.0)
+    with pytest.raises(fedavg.WrongShapeError, match=r"site Centre B: .*conv.weight has shape \(3, 3\)"):
+        fedavg.check_shapes(reference, fedavg.SiteUpdate("Centre B", _weights(1.0, (3, 3)), 2))
+    missing = {"conv.weight": reference["conv.weight"]}
+    with pytest.raises(fedavg.WrongShapeError, match="site C: .*missing \\['norm.count'\\]"):
+        fedavg.check_shapes(reference, fedavg.SiteUpdate("C", missing, 2))
+    assert fedavg.weighted_mean([0.5, 0.9, None], [3, 1, 4]) == pytest.approx(0.6)
+
+
+def test_the_server_refuses_a_wrong_shaped_update_and_averages_the_others(tmp_path):
+    plans = {"dataset_name": "Dataset1_X", "configurations": {"3d_recur": {}}}
+    rounds.prepare_federation(
+        tmp_path,
+        plans,
+        {"labels": {"background": 0, "relapse": 1}, "channel_names": {}},
+        rounds.Settings(),
+        resume=False,
+    )
+    federation = rounds.Federation(tmp_path)
+    state = federation._new_state()
+    replies = [
+        rounds.Reply(1, "A", {"num-examples": 3}, _weights(1.0)),
+        rounds.Reply(2, "B", {"num-examples": 2}, _weights(1.0, (4, 4))),
+        rounds.Reply(3, "C", error="no reply in time"),
+    ]
+    updates, scored = federation._sorted_replies(state, 1, replies, _weights(0.0))
+    assert [u.site for u in updates] == ["A"] and [r.site for r in scored] == ["A", "B"]
+    assert state["refused"][0]["site"] == "B" and "site B: weights refused" in state["refused"][0]["reason"]
+    assert state["failed"] == [{"round": 1, "site": "C", "error": "no reply in time"}]
+
+
+def test_plans_hash_ignores_the_dataset_name_and_a_site_with_other_plans_is_refused(tmp_path):
+    plans = {"dataset_name": "Dataset501_A", "configurations": {"3d_recur": {"patch_size": [16, 24, 24]}}}
+    renamed = dict(plans, dataset_name="Dataset777_B")
+    assert shared_plans.plans_hash(plans) == shared_plans.plans_hash(renamed)
+    other = json.loads(json.dumps(plans))
+    other["configurations"]["3d_recur"]["patch_size"] = [16, 32, 32]
+    assert shared_plans.first_difference(plans, other) == "configurations.3d_recur.patch_size"
+    (tmp_path / "nnUNetRecurPlans.json").write_text(json.dumps(other))
+    with pytest.raises(
+        shared_plans.PlansMismatchError, match="site Centre C: .* differs from the federation"
+    ):
+        shared_plans.require_shared_plans(tmp_path, shared_plans.plans_hash(plans), "Centre C")
+    (tmp_path / "nnUNetRecurPlans.json").write_text(json.dumps(renamed))
+    assert shared_plans.require_shared_plans(tmp_path, shared_plans.plans_hash(plans), "B") == renamed
+
+
+def test_a_site_sends_only_parameter_arrays_the_named_metrics_and_its_name():
+    weights = _weights(2.0)
+    result = RoundResult(weights, n_train=3, n_val=1, train_loss=0.8, val_dice=0.4, val_loss=0.6)
+    content = site_reply("Centre A", result, "train")
+    assert set(content.keys()) == {"arrays", "metrics", "site"}
+    assert set(content["metrics"].keys()) == set(rounds.TRAIN_METRICS)
+    assert dict(content["site"]) == {"name": "Centre A"}
+    sent = from_array_record(content["arrays"])
+    assert set(sent) == set(weights) and all(np.array_equal(sent[k], weights[k]) for k in weights)
+    evaluation = site_reply("Centre A", RoundResult(None, 0, 1, None, 0.4, 0.6), "evaluate")
+    assert set(evaluation.keys()) == {"metrics", "site"}
+    assert set(evaluation["metrics"].keys()) == set(rounds.EVALUATE_METRICS)
+
+
+def _union_properties(values: np.ndarray) -> dict:
+    """What nnU-Net's fingerprint extractor computes on the pooled samples."""
+    low, median, high = np.percentile(values, (0.5, 50.0, 99.5))
+    return {
+        "mean": values.mean(),
+        "median": median,
+        "std": values.std(),
+        "min": values.min(),
+        "max": values.max(),
+        "percentile_99_5": high,
+        "percentile_00_5": low,
+    }
+
+
+def test_fingerprint_merge_equals_the_union_of_the_cases():
+    rng = np.random.default_rng(0)
+    sites, union = [], {"spacings": [], "shapes": [], "sizes": [], "values": [[], []]}
+    for site, (n_cases, ct_shift, suv_scale) in enumerate([(6, 0.0, 1.0), (3, 40.0, 1.04), (2, -25.0, 0.97)]):
+        cases = []
+        for _ in range(n_cases):
+            spacing = [float(rng.choice([2.0, 3.0])), 0.98, 0.98]
+            shape = [int(rng.integers(80, 120)), 200, 200]
+            size = float(rng.uniform(0.5, 0.9))
+            ct = rng.normal(40 + ct_shift, 60, 1000)
+            suv = rng.gamma(2.0, 1.5, 1000) * suv_scale
+            cases.append((shape, spacing, [ct, suv], None, size))
+            union["spacings"].append(spacing)
+            union["shapes"].append(shape)
+            union["sizes"].append(size)
+            union["values"][0].append(ct)
+            union["values"][1].append(suv)
+        sites.append(fingerprint.site_summary(cases, seed=site))
+    merged = fingerprint.merge(sites)
+    # lists: exactly the union (order aside), so nnU-Net's median spacing / shape are the union's
+    assert sorted(map(tuple, merged["spacings"])) == sorted(map(tuple, union["spacings"]))
+    assert sorted(map(tuple, merged["shapes_after_crop"])) == sorted(map(tuple, union["shapes"]))
+    assert merged["median_relative_size_after_cropping"] == pytest.approx(np.median(union["sizes"]))
+    for channel in (0, 1):
+        values = np.concatenate(union["values"][channel])
+        expected = _union_properties(values)
+        got = merged["foreground_intensity_properties_per_channel"][str(channel)]
+        for key in ("mean", "std", "min", "max"):  # exact (pooled moments)
+            assert got[key] == pytest.approx(expected[key], rel=1e-9, abs=1e-9), key
+        tolerance = 0.002 * (expected["percentile_99_5"] - expected["percentile_00_5"])  # stated tolerance
+        for key in ("median", "percentile_00_5", "percentile_99_5"):
+            assert abs(got[key] - expected[key]) <= tolerance, (channel, key, got[key], expected[key])
+    shared = json.dumps(sites[0])
+    assert "quantiles" in shared and len(sites[0]["channels"][0]["quantiles"]) == 1001
