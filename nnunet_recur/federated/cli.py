@@ -261,6 +261,65 @@ def simulate(
     _report(state, federation)
 
 
+def fingerprint_summary(
+    raw_dataset: Path = typer.Argument(
+        ..., help="the site's raw nnU-Net dataset folder (imagesTr, labelsTr)"
+    ),
+    out: Path = typer.Option(..., "--out", help="the summary to send to the server (JSON)"),
+    samples: int = typer.Option(
+        10000, "--samples-per-case", min=1, help="foreground voxels sampled per case"
+    ),
+) -> None:
+    """Summarise this site's dataset for a federated fingerprint: spacings, shapes, intensity statistics.
+
+    No image and no case id leaves: per-case spacings/shapes/relative sizes (shuffled) and, per channel,
+    sample counts, moments, min/max and 1001 quantiles of the foreground intensities.
+
+    Example: recur federated fingerprint-summary $nnUNet_raw/Dataset501_Recur --out centre_a_fingerprint.json
+    """
+    from nnunet_recur.atomic_io import write_json_atomic
+    from nnunet_recur.federated.fingerprint import summarise_dataset
+
+    if not (raw_dataset / "dataset.json").is_file():
+        _fail(f"{raw_dataset / 'dataset.json'}: not found (a raw nnU-Net dataset folder)")
+    try:
+        summary = summarise_dataset(raw_dataset, samples)
+    except (OSError, ValueError, RuntimeError) as exc:
+        _fail(f"{raw_dataset}: {exc}")
+    write_json_atomic(out, summary)
+    typer.echo(f"wrote {out} ({summary['n_cases']} cases)")
+
+
+def merge_fingerprints(
+    summaries: list[Path] = typer.Argument(..., help="the sites' fingerprint summaries"),
+    out: Path = typer.Option(..., "--out", help="dataset_fingerprint.json for nnU-Net's planner"),
+) -> None:
+    """Merge the sites' fingerprint summaries into one nnU-Net dataset_fingerprint.json (federated plans).
+
+    Put it in nnUNet_preprocessed/DatasetXXX/ of the planning dataset and run `recur plan` there: nnU-Net
+    plans from it instead of reading images (docs/federated.md).
+
+    Example: recur federated merge-fingerprints a.json b.json c.json --out dataset_fingerprint.json
+    """
+    from nnunet_recur.atomic_io import write_json_atomic
+    from nnunet_recur.federated.fingerprint import FORMAT, merge
+
+    loaded = []
+    for path in summaries:
+        data = _read_json(path, "fingerprint summary")
+        if data.get("format") != FORMAT:
+            _fail(f"{path}: not a fingerprint summary ({FORMAT!r} expected)")
+        loaded.append(data)
+    try:
+        merged = merge(loaded)
+    except ValueError as exc:
+        _fail(str(exc))
+    write_json_atomic(out, merged)
+    typer.echo(f"wrote {out} ({len(merged['spacings'])} cases from {len(loaded)} sites)")
+
+
 app.command("server")(server)
+app.command("fingerprint-summary")(fingerprint_summary)
+app.command("merge-fingerprints")(merge_fingerprints)
 app.command("site")(site)
 app.command("simulate")(simulate)
