@@ -44,7 +44,7 @@ def test_tls_deployment_survives_a_killed_site_and_its_model_predicts(cohort):
         local_epochs=1,
         min_sites=1,
         expected_sites=2,
-        straggler_timeout_s=20.0,
+        straggler_timeout_s=15.0,
         wait_for_sites_s=120.0,
         round_timeout_s=300.0,
     )
@@ -88,6 +88,10 @@ def test_tls_deployment_survives_a_killed_site_and_its_model_predicts(cohort):
     model = federation / "model"
     best = state["best"]
     assert best["round"] in (1, 2) and (model / "fold_0" / "checkpoint_best.pth").is_file()
+    # the stock command finds the folder where nnU-Net keeps models: $nnUNet_results/<dataset>/<trainer>__<plans>__<config>
+    results = Path(cohort["env"]["nnUNet_results"]) / federated_cohort.DATASET
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "nnUNetTrainerRecur__nnUNetRecurPlans__3d_recur").symlink_to(model, target_is_directory=True)
     out = cohort["root"] / "predicted"
     env = dict(cohort["env"], nnUNet_n_proc_DA="0")
     done = subprocess.run(
@@ -97,8 +101,14 @@ def test_tls_deployment_survives_a_killed_site_and_its_model_predicts(cohort):
             str(cohort["images_ts"]),
             "-o",
             str(out),
-            "-m",
-            str(model),
+            "-d",
+            str(federated_cohort.DATASET_ID),
+            "-c",
+            "3d_recur",
+            "-p",
+            "nnUNetRecurPlans",
+            "-tr",
+            "nnUNetTrainerRecur",
             "-f",
             "0",
             "-chk",

@@ -93,11 +93,13 @@ def _round_weights_path(folder: Path, round_number: int) -> Path:
     return Path(folder) / "rounds" / f"global_round_{round_number:03d}.npz"
 
 
-def _wait_for_sites(transport, settings: Settings) -> list[int]:
+def _wait_for_sites(transport, settings: Settings, expect_all: bool) -> list[int]:
+    """The connected sites: all expected ones before the first round, then whoever is connected (>= min)."""
     deadline = time.monotonic() + settings.wait_for_sites_s
+    wanted = settings.expected_sites if expect_all else settings.min_sites
     while True:
         nodes = sorted(transport.node_ids())
-        if len(nodes) >= settings.expected_sites:
+        if len(nodes) >= wanted:
             return nodes
         if time.monotonic() > deadline:
             if len(nodes) >= settings.min_sites:
@@ -222,10 +224,12 @@ class Federation:
                 raise FederationError(f"{_state_path(self.folder)}: made with other plans; cannot resume")
             weights = models.load_weights(_round_weights_path(self.folder, state["rounds_done"]))
             log.info("resuming after round %d", state["rounds_done"])
+        first_round = True
         for round_number in range(state["rounds_done"] + 1, settings.rounds + 1):
             state.update(current_round=round_number, phase="train")
             self._write_state(state)
-            nodes = _wait_for_sites(transport, settings)
+            nodes = _wait_for_sites(transport, settings, expect_all=first_round)
+            first_round = False
             started = time.monotonic()
             replies, sent = transport.exchange(
                 "train", nodes, weights, self._round_config(round_number, settings.local_epochs), settings
@@ -268,7 +272,7 @@ class Federation:
         self._write_state(state)
         final = settings.rounds
         if not any(h["round"] == final and h.get("global_val_dice") is not None for h in state["history"]):
-            nodes = _wait_for_sites(transport, settings)
+            nodes = _wait_for_sites(transport, settings, expect_all=False)
             replies, _ = transport.exchange(
                 "evaluate", nodes, weights, self._round_config(final, 0), settings
             )
