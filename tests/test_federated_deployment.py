@@ -88,7 +88,7 @@ def test_tls_deployment_survives_a_killed_site_and_its_model_predicts(cohort):
     model = federation / "model"
     best = state["best"]
     assert best["round"] in (1, 2) and (model / "fold_0" / "checkpoint_best.pth").is_file()
-    # the stock command finds the folder where nnU-Net keeps models: $nnUNet_results/<dataset>/<trainer>__<plans>__<config>
+    # the stock command looks in $nnUNet_results/<dataset>/<trainer>__<plans>__<configuration>
     results = Path(cohort["env"]["nnUNet_results"]) / federated_cohort.DATASET
     results.mkdir(parents=True, exist_ok=True)
     (results / "nnUNetTrainerRecur__nnUNetRecurPlans__3d_recur").symlink_to(model, target_is_directory=True)
