@@ -142,3 +142,79 @@ def test_fingerprint_merge_equals_the_union_of_the_cases():
             assert abs(got[key] - expected[key]) <= tolerance, (channel, key, got[key], expected[key])
     shared = json.dumps(sites[0])
     assert "quantiles" in shared and len(sites[0]["channels"][0]["quantiles"]) == 1001
+
+
+class ArithmeticSites:
+    """Sites that answer at once without training (each adds its number to every weight): enough to test the
+    server's round loop, resume and best-round bookkeeping without nnU-Net; the real sites run in
+    tests/test_federated_deployment.py."""
+
+    def __init__(self, sites: dict[int, str], dice: dict[int, float]):
+        self.sites, self.dice, self.calls = sites, dice, []
+
+    def node_ids(self):
+        return list(self.sites)
+
+    def exchange(self, kind, nodes, weights, config, settings):
+        self.calls.append((kind, config["server-round"], sorted(nodes)))
+        replies = []
+        for node in nodes:
+            metrics = {
+                "num-examples": 2 * node,
+                "num-val": 1,
+                "train-loss": 0.5,
+                "val-dice": self.dice[node],
+                "val-loss": 0.5,
+            }
+            new = {k: v + node for k, v in weights.items()} if kind == "train" else None
+            if kind == "evaluate":
+                metrics = {"num-examples": 1, "val-dice": self.dice[node], "val-loss": 0.5}
+            replies.append(rounds.Reply(node, self.sites[node], metrics, new, bytes_received=8))
+        return replies, 8 * len(nodes)
+
+
+def test_a_restarted_server_resumes_after_the_last_completed_round(tmp_path):
+    import torch
+
+    from nnunet_recur.federated import model_folder
+
+    plans = {"dataset_name": "Dataset1_X", "configurations": {"3d_recur": {}}}
+    settings = rounds.Settings(rounds=3, min_sites=1, expected_sites=2, wait_for_sites_s=1.0)
+    rounds.prepare_federation(tmp_path, plans, {"labels": {"background": 0, "relapse": 1}}, settings, False)
+    # the server stopped after round 1: its state and the round-1 global weights are on disk
+    model_folder.save_weights(tmp_path / "rounds" / "global_round_001.npz", {"w": np.zeros(2, np.float32)})
+    state = rounds.Federation(tmp_path)._new_state()
+    state.update(
+        rounds_done=1,
+        history=[
+            {
+                "round": 1,
+                "sites": ["A", "B"],
+                "n_cases": {},
+                "train_loss": 0.5,
+                "seconds": 1.0,
+                "bytes_sent": 8,
+                "bytes_received": 8,
+            }
+        ],
+    )
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    with pytest.raises(rounds.FederationError, match="--resume"):
+        rounds.prepare_federation(tmp_path, plans, {"labels": {}}, settings, resume=False)
+    sites = ArithmeticSites({1: "A", 2: "B"}, {1: 0.2, 2: 0.8})
+    final = rounds.Federation(tmp_path).run(sites, resume=True)
+    assert [call[:2] for call in sites.calls] == [("train", 2), ("train", 3), ("evaluate", 3)]
+    assert (
+        final["rounds_done"] == 3
+        and final["finished"]
+        and [h["round"] for h in final["history"]] == [1, 2, 3]
+    )
+    # FedAvg by cases (A 2 cases adds 1, B 4 cases adds 2): +5/3 per round from the resumed zeros
+    last = model_folder.load_weights(tmp_path / "rounds" / "global_round_003.npz")["w"]
+    assert np.allclose(last, 2 * 5 / 3)
+    # global validation Dice: case-weighted (1 validation case each) = 0.5; best = the first scored round
+    assert final["history"][0]["global_val_dice"] == pytest.approx(0.5) and final["best"]["round"] == 1
+    checkpoint = torch.load(tmp_path / "model" / "fold_0" / "checkpoint_best.pth", weights_only=False)
+    assert checkpoint["federated"]["round"] == 1 and checkpoint["trainer_name"] == "nnUNetTrainerRecur"
+    assert torch.equal(checkpoint["network_weights"]["w"], torch.zeros(2))
+    assert (tmp_path / "model" / "plans.json").is_file() and (tmp_path / "model" / "dataset.json").is_file()
