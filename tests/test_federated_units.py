@@ -218,3 +218,50 @@ def test_a_restarted_server_resumes_after_the_last_completed_round(tmp_path):
     assert checkpoint["federated"]["round"] == 1 and checkpoint["trainer_name"] == "nnUNetTrainerRecur"
     assert torch.equal(checkpoint["network_weights"]["w"], torch.zeros(2))
     assert (tmp_path / "model" / "plans.json").is_file() and (tmp_path / "model" / "dataset.json").is_file()
+
+
+def test_federated_commands_refuse_bad_input_with_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from nnunet_recur.cli import app
+
+    runner = CliRunner()
+    plans = tmp_path / "plans.json"
+    plans.write_text(json.dumps({"dataset_name": "Dataset1_X", "configurations": {"3d_recur": {}}}))
+    no_tls = runner.invoke(app, ["federated", "server", str(tmp_path / "fed"), "--plans", str(plans)])
+    assert no_tls.exit_code == 2 and "--certificates DIR (TLS) or --insecure" in no_tls.output
+    no_plans = runner.invoke(
+        app,
+        [
+            "federated",
+            "site",
+            "--data",
+            str(tmp_path),
+            "--name",
+            "A",
+            "--superlink",
+            "127.0.0.1:9091",
+            "--insecure",
+        ],
+    )
+    assert no_plans.exit_code == 2 and "nnUNetRecurPlans.json: not found" in no_plans.output
+    bad_site = runner.invoke(app, ["federated", "simulate", str(tmp_path / "fed"), "--site", "A"])
+    assert bad_site.exit_code == 2 and "expected NAME=DATA" in bad_site.output
+    wrong_trainer = runner.invoke(
+        app,
+        [
+            "federated",
+            "server",
+            str(tmp_path / "fed"),
+            "--plans",
+            str(plans),
+            "--dataset-json",
+            str(plans),
+            "--insecure",
+            "--trainer",
+            "nnUNetTrainer",
+        ],
+    )
+    assert wrong_trainer.exit_code == 2 and "is not one of nnunet-recur's trainers" in wrong_trainer.output
+    for result in (no_tls, no_plans, bad_site, wrong_trainer):
+        assert "Traceback" not in result.output

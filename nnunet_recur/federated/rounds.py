@@ -279,7 +279,9 @@ class Federation:
             scored = [r for r in replies if r.error is None]
             for r in replies:
                 if r.error is not None:
-                    state["failed"].append({"round": final, "site": r.site, "error": r.error})
+                    state["failed"].append(
+                        {"round": final, "phase": "final validation", "site": r.site, "error": r.error}
+                    )
             if scored:
                 self._record_validation(state, final, _weighted_validation(scored, "num-examples"))
         state.update(phase="finished", finished=True)
