@@ -39,16 +39,10 @@ FEATURES = [8, 16, 32, 64]
 
 
 def build(root: Path) -> dict:
+    from federated_cohort import base_env
     from test_trainers_nnunet import write_dataset
 
-    env = {k: v for k, v in os.environ.items() if k not in ("nnUNet_n_proc_DA", "nnUNet_extTrainer")}
-    env.update(
-        nnUNet_raw=str(root / "raw"),
-        nnUNet_preprocessed=str(root / "preprocessed"),
-        nnUNet_results=str(root / "results"),
-        nnUNet_def_n_proc="1",
-        nnUNet_compile="false",
-    )
+    env = base_env(root)
     n = sum(SITES.values()) + TEST_PER_SITE * len(SITES)
     cases = write_dataset(root / "raw", DATASET, "relapse", "BEN", n, 0, (16, 24, 24), seed=7)
     order = iter(cases)

@@ -21,6 +21,8 @@ TEST_CASES = ["FED_008"]
 
 
 def base_env(root: Path) -> dict:
+    """The tiny nnU-Net environment of tests/test_trainers_nnunet.py's fixture (a fixture cannot be imported,
+    so it is repeated here once; bench/federated_compare.py uses this one)."""
     env = {
         k: v
         for k, v in os.environ.items()
