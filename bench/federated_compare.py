@@ -75,7 +75,8 @@ def build(root: Path) -> dict:
         out = root / "sites" / name
         (out / data.name).mkdir(parents=True, exist_ok=True)
         (out / "nnUNetRecurPlans.json").write_text(json.dumps(plans))
-        shutil.copy(pre / "dataset.json", out / "dataset.json")
+        for name in ("dataset.json", "dataset_fingerprint.json"):
+            shutil.copy(pre / name, out / name)
         for case in train + test:
             for path in data.glob(f"{case}*"):
                 shutil.copy(path, out / data.name / path.name)

@@ -54,11 +54,14 @@ def _load_json(path: Path) -> dict:
 def prepare_site_folders(data: Path, work: Path, plans: dict) -> None:
     """Point nnU-Net at the site's data under the shared plans' dataset name (a link in `work`)."""
     data, work = Path(data).resolve(), Path(work).resolve()
-    for needed in ("dataset.json", "splits_final.json"):
+    hints = {
+        "dataset.json": "the site's preprocessed nnU-Net dataset folder holds it",
+        "splits_final.json": "write the site's fold-0 split: training and validation cases",
+        "dataset_fingerprint.json": "nnU-Net copies it into every model folder; nnUNetv2_extract_fingerprint",
+    }
+    for needed, hint in hints.items():
         if not (data / needed).is_file():
-            raise SiteDataError(
-                f"{data / needed}: not found (the site's preprocessed nnU-Net dataset folder)"
-            )
+            raise SiteDataError(f"{data / needed}: not found ({hint})")
     link = work / "nnUNet_preprocessed" / plans["dataset_name"]
     link.parent.mkdir(parents=True, exist_ok=True)
     if link.is_symlink() and link.resolve() != data:
