@@ -1,7 +1,8 @@
-"""A real Flower deployment on one machine: a SuperLink and two SuperNodes as separate processes, TLS on
-(certificates made here), 2 rounds x 1 epoch of nnUNetTrainerRecur on a tiny 2-site cohort. One SuperNode
-is killed during round 2; the round completes with the other site, and the best round's model folder
-predicts with the stock `nnUNetv2_predict`. Every process is stopped by `run_federation`, whatever happens."""
+"""A real Flower deployment on one machine: a SuperLink and two SuperNodes as separate processes, TLS and
+SuperNode authentication on (certificates and node keys made here), 2 rounds x 1 epoch of nnUNetTrainerRecur
+on a tiny 2-site cohort. One SuperNode is killed during round 2; the round completes with the other site,
+and the best round's model folder predicts with the stock `nnUNetv2_predict`. Every process is stopped by
+`run_federation`, whatever happens."""
 
 from __future__ import annotations
 
@@ -51,8 +52,9 @@ def test_tls_deployment_survives_a_killed_site_and_its_model_predicts(cohort):
     raw_dataset_json = json.loads(cohort["dataset_json"].read_text())
     rounds.prepare_federation(federation, cohort["shared_plans"], raw_dataset_json, settings, resume=False)
     certificates = deployment.make_certificates(federation / "certs")
-    sites = [
-        deployment.LocalSite(name, folder, cohort["root"] / f"work_{name}")
+    keys = {name: deployment.make_node_keys(federation / "keys", name)[0] for name in cohort["sites"]}
+    sites = [  # SuperNode authentication on: each site's public key registered, its private key at the site
+        deployment.LocalSite(name, folder, cohort["root"] / f"work_{name}", auth_key=keys[name])
         for name, folder in cohort["sites"].items()
     ]
     killed: dict = {}
@@ -69,6 +71,7 @@ def test_tls_deployment_survives_a_killed_site_and_its_model_predicts(cohort):
         sites,
         deployment.Certificates(certificates["ca"], certificates["cert"], certificates["key"]),
         on_poll=kill_site_b_in_round_2,
+        node_auth=True,
         timeout_s=420,
     )
     assert all(process.poll() is not None for process in started.values())  # nothing left running
@@ -84,6 +87,7 @@ def test_tls_deployment_survives_a_killed_site_and_its_model_predicts(cohort):
     config = (federation / "flwr_home" / "config.toml").read_text()
     assert "root-certificates" in config and "insecure" not in config
     assert "insecure" not in (federation / "logs" / "superlink.log").read_text().lower()
+    assert "SuperNode authentication is disabled" not in (federation / "logs" / "superlink.log").read_text()
 
     model = federation / "model"
     best = state["best"]

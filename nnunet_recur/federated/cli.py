@@ -132,6 +132,14 @@ def server(
     ),
     insecure: bool = typer.Option(False, "--insecure", help="no TLS (a closed test network only)"),
     resume: bool = typer.Option(False, "--resume", help="continue after the last completed round"),
+    supernode_auth: bool = typer.Option(
+        False,
+        "--supernode-auth",
+        help="accept only SuperNodes whose public key is registered (--register-key)",
+    ),
+    register_key: list[Path] = typer.Option(
+        [], "--register-key", help="a site's public key (OpenSSH, EC) to register; repeat per site"
+    ),
 ) -> None:
     """Run the SuperLink and the ServerApp: FedAvg weighted by cases over the sites that connect.
 
@@ -168,7 +176,9 @@ def server(
     )
     _prepare(federation, plans, dataset_json, settings, resume)
     try:
-        state = deployment.run_federation(federation, None, tls, host, port, resume)
+        state = deployment.run_federation(
+            federation, None, tls, host, port, resume, node_auth=supernode_auth, registered_keys=register_key
+        )
     except (RuntimeError, TimeoutError, OSError) as exc:
         _fail(str(exc), FAILED_CASES)
     _report(state, federation)
@@ -189,6 +199,9 @@ def site(
     ),
     port: int = typer.Option(9094, "--port", help="local port of the SuperNode's ClientApp API (127.0.0.1)"),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+    auth_key: Path | None = typer.Option(
+        None, "--auth-key", help="this site's private key when the server uses --supernode-auth"
+    ),
 ) -> None:
     """Run this site's SuperNode: it trains the paper's trainer on DATA when asked; images stay here.
 
@@ -208,7 +221,11 @@ def site(
     if root_certificates is not None and not root_certificates.is_file():
         _fail(f"{root_certificates}: not found")
     work = work or data.resolve().parent / f"federated_work_{name}"
-    command = deployment.supernode_command(superlink, port, name, data, work, root_certificates, device)
+    if auth_key is not None and not auth_key.is_file():
+        _fail(f"{auth_key}: not found")
+    command = deployment.supernode_command(
+        superlink, port, name, data, work, root_certificates, device, auth_key
+    )
     env = deployment.flower_env(work / "flwr_home")
     raise typer.Exit(subprocess.call(command, env=env))
 

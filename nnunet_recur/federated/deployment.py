@@ -144,6 +144,42 @@ def make_certificates(folder: Path, hosts: tuple[str, ...] = ("127.0.0.1", "loca
     return paths
 
 
+def make_node_keys(folder: Path, name: str) -> tuple[Path, Path]:
+    """A SuperNode's authentication key pair (EC P-384, OpenSSH format): NAME (private) and NAME.pub.
+
+    The SuperLink (started with SuperNode authentication) accepts only SuperNodes whose public key was
+    registered with `flwr supernode register NAME.pub local`; the private key never leaves the site."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP384R1())
+    private, public = folder / name, folder / f"{name}.pub"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        )
+    )
+    os.chmod(private, 0o600)
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    )
+    return private, public
+
+
+def register_node_key(public_key: Path, env: dict, name: str | None = None) -> None:
+    """Register a SuperNode's public key with the running SuperLink (Flower's Control API, `flwr`)."""
+    command = [flower_bin("flwr"), "supernode", "register", str(Path(public_key).resolve()), "local"]
+    if name:
+        command += ["--name", name]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{public_key}: registration refused: {(done.stdout + done.stderr).strip()[-500:]}"
+        )
+
+
 @dataclass
 class Certificates:
     ca: Path
@@ -200,7 +236,7 @@ class Processes:
 
 
 def superlink_command(
-    port: int, host: str = "127.0.0.1", certificates: Certificates | None = None
+    port: int, host: str = "127.0.0.1", certificates: Certificates | None = None, node_auth: bool = False
 ) -> list[str]:
     command = [
         flower_bin("flower-superlink"),
@@ -212,6 +248,8 @@ def superlink_command(
         ":flwr-in-memory:",
         "--disable-runtime-dependency-installation",
     ]
+    if node_auth:
+        command.append("--enable-supernode-auth")
     if certificates is None:
         return [*command, "--insecure"]
     return [
@@ -233,6 +271,7 @@ def supernode_command(
     work: Path,
     root_certificates: Path | None,
     device: str = "cpu",
+    auth_private_key: Path | None = None,
 ) -> list[str]:
     config = (
         f'site-name="{site}" data="{Path(data).resolve()}" work="{Path(work).resolve()}" device="{device}"'
@@ -248,6 +287,8 @@ def supernode_command(
         "--node-config",
         config,
     ]
+    if auth_private_key is not None:
+        command += ["--auth-supernode-private-key", str(Path(auth_private_key).resolve())]
     if root_certificates is None:
         return [*command, "--insecure"]
     return [*command, "--root-certificates", str(Path(root_certificates).resolve())]
@@ -296,6 +337,7 @@ class LocalSite:
     name: str
     data: Path
     work: Path
+    auth_key: Path | None = None  # private key; its NAME.pub is registered before the SuperNode starts
 
 
 def run_federation(
@@ -307,6 +349,8 @@ def run_federation(
     resume: bool = False,
     timeout_s: float = 7 * 24 * 3600.0,
     on_poll=None,
+    node_auth: bool = False,
+    registered_keys: list[Path] | None = None,
 ) -> dict:
     """SuperLink (+ a SuperNode per `sites`, for a one-machine run) and `flwr run`, until the run ends.
 
@@ -323,11 +367,14 @@ def run_federation(
     logs = folder / "logs"
     processes = Processes()
     try:
-        link = processes.start(
-            "superlink", superlink_command(port, host, certificates), logs / "superlink.log", env
-        )
+        command = superlink_command(port, host, certificates, node_auth)
+        link = processes.start("superlink", command, logs / "superlink.log", env)
         wait_for_port(port, host, process=link)
+        for key in registered_keys or []:
+            register_node_key(key, env)
         for site in sites or []:
+            if node_auth and site.auth_key is not None:
+                register_node_key(Path(f"{site.auth_key}.pub"), env, site.name)
             command = supernode_command(
                 address,
                 free_port(),
@@ -335,6 +382,7 @@ def run_federation(
                 site.data,
                 site.work,
                 certificates.ca if certificates else None,
+                auth_private_key=site.auth_key,
             )
             processes.start(f"site {site.name}", command, logs / f"site_{site.name}.log", env)
         run = processes.start("flwr run", flwr_run_command(app, folder, resume), logs / "flwr_run.log", env)
