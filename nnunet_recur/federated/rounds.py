@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,7 +319,6 @@ def prepare_federation(
     write_json_atomic(folder / SETTINGS_FILE, asdict(settings))
     write_json_atomic(folder / PLANS_FILE, plans)
     write_json_atomic(folder / DATASET_FILE, models.model_dataset_json(raw_dataset_json))
-    shutil.rmtree(folder / ".staging", ignore_errors=True)
     return folder
 
 
