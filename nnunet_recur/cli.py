@@ -11,6 +11,7 @@ import typer
 
 from nnunet_recur import __version__
 from nnunet_recur.dataset_conversion.cli import app as convert_app
+from nnunet_recur.federated.cli import app as federated_app
 from nnunet_recur.prediction.cli import PREDICT_HELP, predict
 from nnunet_recur.prediction.cli_calibrate import CALIBRATE_HELP, calibrate
 from nnunet_recur.synthetic.cli import synth
@@ -63,6 +64,7 @@ app.command("cv")(cv)
 app.command("predict", help=PREDICT_HELP)(predict)
 app.command("calibrate", help=CALIBRATE_HELP)(calibrate)
 app.add_typer(study_app, name="study")
+app.add_typer(federated_app, name="federated")
 
 
 def main() -> None:  # console-script entry point

@@ -15,6 +15,7 @@ import typer
 from nnunet_recur.evaluation.cli_dose import dose_pattern
 from nnunet_recur.evaluation.cli_calibration import calibration
 from nnunet_recur.evaluation.cli_dp_qa import dp_qa
+from nnunet_recur.evaluation.cli_federated import pool, site_summary
 from nnunet_recur.evaluation.cli_training_curves import training_curves
 
 app = typer.Typer(
@@ -540,6 +541,8 @@ _command("training-curves")(training_curves)
 _command("dose-pattern")(dose_pattern)
 _command("dp-qa")(dp_qa)
 _command("calibration")(calibration)
+_command("site-summary")(site_summary)
+_command("pool")(pool)
 
 
 def main() -> None:

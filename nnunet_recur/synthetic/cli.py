@@ -46,6 +46,13 @@ def synth(
         help="Break a few patients with the paper's exclusion causes (pet_missing, relapse_missing, "
         "pet_corrupt, uneven_spacing, missing_slice), listed in OUT/ground_truth/defects.json.",
     ),
+    sites: str | None = typer.Option(
+        None,
+        "--sites",
+        help="A multi-centre cohort: a number of sites (--sites 3, each of --cases patients) or the case "
+        "count per site (--sites 30/15/8); one cohort per site in OUT/SITE_A, OUT/SITE_B, ... with its own "
+        "scanner (PET FWHM and noise, SUV calibration, CT noise and kernel), listed in OUT/sites.json.",
+    ),
 ) -> None:
     """Write a synthetic head-and-neck FDG-PET/CT cohort with known relapse ground truth.
 
@@ -61,8 +68,15 @@ def synth(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from nnunet_recur.synthetic.cohort import make_cohort
+    from nnunet_recur.synthetic.multisite import make_sites_cohort
+    from nnunet_recur.synthetic.sites import parse_sites
 
     console = Console(stderr=True)
+    try:
+        counts = parse_sites(sites, cases) if sites is not None else None
+    except ValueError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from err
     skipped = 0
     with Progress(
         TextColumn("[bold]synth[/bold] {task.description}"),
@@ -71,7 +85,7 @@ def synth(
         TimeElapsedColumn(),
         console=console,
     ) as bar:
-        task = bar.add_task(f"{fmt.value} ({size.value})", total=cases)
+        task = bar.add_task(f"{fmt.value} ({size.value})", total=sum(counts) if counts else cases)
 
         def advance(name: str, was_skipped: bool) -> None:
             nonlocal skipped
@@ -79,10 +93,23 @@ def synth(
             bar.advance(task)
 
         try:
-            names = make_cohort(out, cases, seed, fmt.value, size.value, defects, progress=advance)
+            if counts:
+                by_site = make_sites_cohort(
+                    out, counts, seed, fmt.value, size.value, defects, progress=advance
+                )
+                names = [name for site in by_site.values() for name in site]
+            else:
+                names = make_cohort(out, cases, seed, fmt.value, size.value, defects, progress=advance)
         except ValueError as err:
             console.print(f"[red]error:[/red] {err}")
             raise typer.Exit(2) from err
+    if counts:
+        listing = ", ".join(f"{site} {len(n)}" for site, n in by_site.items())
+        typer.echo(
+            f"wrote {len(names)} synthetic patients at {len(counts)} sites ({listing}); "
+            f"see {out / 'sites.json'}"
+        )
+        return
     where = out / ("imagesTr" if fmt is CohortFormat.hecktor else "patients")
     note = f" ({skipped} already there, skipped)" if skipped else ""
     typer.echo(

@@ -41,6 +41,7 @@ import numpy as np
 from nnunet_recur.synthetic.geometry import SIZES
 from nnunet_recur.synthetic.patient import SyntheticPatient, generate_patient
 from nnunet_recur.synthetic.plan import assign_dose_quirks
+from nnunet_recur.synthetic.sites import SiteProfile
 from nnunet_recur.synthetic.write_nifti import (
     write_ground_truth,
     write_hecktor_case,
@@ -105,11 +106,12 @@ def _check_parameters(gt_dir: Path, params: dict) -> None:
     if not path.exists():
         return
     old = json.loads(path.read_text())
-    keys = ("seed", "format", "size", "defects") + (("cases",) if params["defects"] else ())
+    keys = ("seed", "format", "size", "defects", "site") + (("cases",) if params["defects"] else ())
     for key in keys:
-        if old.get(key) != params[key]:
+        if old.get(key) != params.get(key):
             raise ValueError(
-                f"{path}: this folder holds a cohort made with {key}={old.get(key)!r}, not {params[key]!r}; "
+                f"{path}: this folder holds a cohort made with {key}={old.get(key)!r}, "
+                f"not {params.get(key)!r}; "
                 "choose another output folder or delete it"
             )
 
@@ -122,8 +124,11 @@ def make_cohort(
     size: str = "small",
     defects: bool = False,
     progress: Callable[[str, bool], None] | None = None,
+    site: SiteProfile | None = None,
 ) -> list[str]:
     """Write ``cases`` synthetic patients into ``out``; returns the patient names (in order).
+
+    ``site``: one centre's scanner of a multi-site cohort (synthetic/sites.py; see ``multisite``).
 
     ``progress(name, skipped)`` is called after each patient (``skipped`` when a rerun found it done).
     """
@@ -140,6 +145,8 @@ def make_cohort(
     gt_dir.mkdir(parents=True, exist_ok=True)
     names = patient_names(cases, seed, fmt)
     params = {"seed": int(seed), "format": fmt, "size": size, "defects": bool(defects), "cases": int(cases)}
+    if site is not None:
+        params["site"] = site.as_dict()
     _check_parameters(gt_dir, params)
     defect_of = assign_defects(cases, seed) if defects else {}
     quirk_of = assign_dose_quirks(cases, seed, set(defect_of)) if defects and fmt == "inhouse-dicom" else {}
@@ -156,7 +163,7 @@ def make_cohort(
             if progress:
                 progress(name, True)
             continue
-        patient = generate_patient(seed, index, size)
+        patient = generate_patient(seed, index, size, site)
         if fmt == "hecktor":
             write_hecktor_case(patient, out, name, defect)
         else:

@@ -18,6 +18,7 @@ from nnunet_recur.synthetic import phantom as _ph
 from nnunet_recur.synthetic.geometry import PatientGrids, grids_for
 from nnunet_recur.synthetic.plan import SyntheticPlan, make_plan
 from nnunet_recur.synthetic.relapse import make_relapse
+from nnunet_recur.synthetic.sites import SiteProfile
 
 F18_HALF_LIFE_S = 6586.2
 
@@ -122,8 +123,14 @@ def _calibrate_primary(lesion, uptake: np.ndarray, blurred: np.ndarray, phantom,
     return float(blurred[lesion.mask].max())
 
 
-def generate_patient(seed: int, index: int, size: str = "small") -> SyntheticPatient:
-    """Render one patient (deterministic in seed, index and size)."""
+def generate_patient(
+    seed: int, index: int, size: str = "small", site: SiteProfile | None = None
+) -> SyntheticPatient:
+    """Render one patient (deterministic in seed, index, size and site).
+
+    `site` (synthetic/sites.py) changes only the scanner: PET FWHM, PET noise, SUV calibration, CT noise
+    and kernel; None is the single-site cohort, unchanged."""
+    site = site or SiteProfile("single site")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
     grids: PatientGrids = grids_for(size, rng)
     anatomy = _ph.draw_anatomy(grids, size, rng)
@@ -138,6 +145,8 @@ def generate_patient(seed: int, index: int, size: str = "small") -> SyntheticPat
         uptake[lesion.mask] = lesion.uptake
     blurred = _ph.blur_pet(uptake, grids.phantom)
     suvmax = _calibrate_primary(lesion_list[0], uptake, blurred, grids.phantom, rng)
+    if site.pet_fwhm_mm != _ph.PET_FWHM_MM:  # same true activity (and relapse), another scanner's PSF
+        blurred = _ph.blur_pet(uptake, grids.phantom, site.pet_fwhm_mm)
     pet_avid = np.zeros(labels.shape, dtype=bool)
     for lesion in lesion_list:
         pet_avid |= lesion.pet_avid
@@ -149,8 +158,10 @@ def generate_patient(seed: int, index: int, size: str = "small") -> SyntheticPat
     relapse, components = make_relapse(
         labels_ct, gtvp | gtvn, pet_avid[ct_rows], uptake[ct_rows], grids.ct, anatomy.z_skull_base, rng
     )
-    ct_hu = _ph.make_ct_hu(labels_ct, rng)
-    pet_suv = _ph.resample_with_noise(blurred, grids.phantom, grids.pet, rng)
+    ct_hu = _ph.make_ct_hu(labels_ct, rng, site.ct_noise_hu, site.ct_kernel_sigma)
+    pet_suv = _ph.resample_with_noise(blurred, grids.phantom, grids.pet, rng, site.pet_noise_factor)
+    if site.suv_calibration != 1.0:  # the scanner reports activity a few percent off
+        pet_suv = (pet_suv * np.float32(site.suv_calibration)).astype(np.float32)
     dose = _draw_dose(rng)
     brain_roi = bool(rng.uniform() < 0.5)
 
@@ -163,6 +174,7 @@ def generate_patient(seed: int, index: int, size: str = "small") -> SyntheticPat
     info = {
         "synthetic": True,
         "seed": int(seed),
+        **({} if site.name == "single site" else {"site": site.as_dict()}),
         "index": int(index),
         "size": size,
         "ct_grid": ct.as_dict(),

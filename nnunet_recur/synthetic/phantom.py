@@ -203,15 +203,19 @@ HU_TABLE = {
 }
 
 
-def make_ct_hu(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """CT in HU (int16): tissue table with per-patient variation, slight blur, 12 HU noise."""
+def make_ct_hu(
+    labels: np.ndarray, rng: np.random.Generator, noise_hu: float = 12.0, kernel_sigma: float = 0.5
+) -> np.ndarray:
+    """CT in HU (int16): tissue table with per-patient variation, slight blur, 12 HU noise (defaults).
+
+    `noise_hu` and `kernel_sigma` (voxels) differ per site in a multi-site cohort (synthetic/sites.py)."""
     table = np.array([HU_TABLE[i] for i in range(N_TISSUES)], dtype=np.float32)
     table[FAT] += rng.uniform(-15, 15)
     table[CORTICAL] = rng.uniform(1000, 1200)
     table[MARROW] = rng.uniform(680, 800)
     hu = table[labels]
-    hu = ndimage.gaussian_filter(hu, sigma=0.5, mode="nearest", truncate=2.0)
-    hu += rng.normal(0.0, 12.0, size=hu.shape).astype(np.float32)
+    hu = ndimage.gaussian_filter(hu, sigma=kernel_sigma, mode="nearest", truncate=2.0)
+    hu += rng.normal(0.0, noise_hu, size=hu.shape).astype(np.float32)
     return np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
 
 
@@ -231,19 +235,19 @@ def base_uptake_table(rng: np.random.Generator) -> tuple[np.ndarray, float]:
     return table, brain
 
 
-def blur_pet(uptake: np.ndarray, phantom: Grid) -> np.ndarray:
-    """The scanner's resolution: Gaussian blur to PET_FWHM_MM on the working grid (float32)."""
-    sigma_mm = PET_FWHM_MM / (2 * np.sqrt(2 * np.log(2)))
+def blur_pet(uptake: np.ndarray, phantom: Grid, fwhm_mm: float = PET_FWHM_MM) -> np.ndarray:
+    """The scanner's resolution: Gaussian blur to `fwhm_mm` on the working grid (float32)."""
+    sigma_mm = fwhm_mm / (2 * np.sqrt(2 * np.log(2)))
     sigma = (sigma_mm / phantom.spacing[2], sigma_mm / phantom.spacing[1], sigma_mm / phantom.spacing[0])
     return ndimage.gaussian_filter(uptake.astype(np.float32), sigma=sigma, mode="constant", truncate=3.0)
 
 
 def resample_with_noise(
-    blurred: np.ndarray, phantom: Grid, pet: Grid, rng: np.random.Generator
+    blurred: np.ndarray, phantom: Grid, pet: Grid, rng: np.random.Generator, noise_factor: float = 1.0
 ) -> np.ndarray:
     """Resample the blurred SUV onto the PET grid and add SUV-dependent Gaussian noise (float32, >= 0)."""
     suv = resample_linear(blurred, phantom, pet)
-    noise_sd = 0.03 + 0.07 * np.sqrt(np.maximum(suv, 0))
+    noise_sd = noise_factor * (0.03 + 0.07 * np.sqrt(np.maximum(suv, 0)))
     suv = suv + noise_sd * rng.standard_normal(size=suv.shape).astype(np.float32)
     return np.maximum(suv, 0).astype(np.float32)
 

@@ -100,6 +100,8 @@ def _base(patient, namer: _Namer, sop_class: str, sop_uid: str, modality: str):
     ds.ReferringPhysicianName = ""
     ds.StudyDescription = "SYNTHETIC FDG PET/CT HEAD NECK"
     ds.Manufacturer = MANUFACTURER
+    if "site" in patient.info:  # multi-site cohort: the site's scanner model
+        ds.ManufacturerModelName = patient.info["site"]["scanner_model"]
     ds.InstitutionName = "nnunet-recur"
     return ds
 
