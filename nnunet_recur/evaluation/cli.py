@@ -12,8 +12,8 @@ from pathlib import Path
 
 import typer
 
-from nnunet_recur.evaluation.cli_dose import dose_pattern
 from nnunet_recur.evaluation.cli_calibration import calibration
+from nnunet_recur.evaluation.cli_dose import dose_pattern
 from nnunet_recur.evaluation.cli_dp_qa import dp_qa
 from nnunet_recur.evaluation.cli_federated import pool, site_summary
 from nnunet_recur.evaluation.cli_training_curves import training_curves
