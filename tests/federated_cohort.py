@@ -16,8 +16,8 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 DATASET_ID = 993
 DATASET = f"Dataset{DATASET_ID}_FedTiny"
-SITES = {"SITE_A": ["FED_001", "FED_002", "FED_003", "FED_004"], "SITE_B": ["FED_005", "FED_006", "FED_007"]}
-TEST_CASES = ["FED_008"]
+SITES = {"SITE_A": ["FED_001", "FED_002", "FED_003"], "SITE_B": ["FED_004", "FED_005"]}
+TEST_CASES = ["FED_006"]
 
 
 def base_env(root: Path) -> dict:

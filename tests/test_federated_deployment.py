@@ -45,7 +45,7 @@ def test_tls_deployment_survives_a_killed_site_and_its_model_predicts(cohort):
         local_epochs=1,
         min_sites=1,
         expected_sites=2,
-        straggler_timeout_s=15.0,
+        straggler_timeout_s=10.0,
         wait_for_sites_s=120.0,
         round_timeout_s=300.0,
     )
@@ -78,7 +78,7 @@ def test_tls_deployment_survives_a_killed_site_and_its_model_predicts(cohort):
     assert killed == {"round": 2}
     assert state["finished"] and state["rounds_done"] == 2
     first, second = state["history"]
-    assert sorted(first["sites"]) == ["SITE_A", "SITE_B"] and first["n_cases"] == {"SITE_A": 3, "SITE_B": 2}
+    assert sorted(first["sites"]) == ["SITE_A", "SITE_B"] and first["n_cases"] == {"SITE_A": 2, "SITE_B": 1}
     assert second["sites"] == ["SITE_A"]
     assert any(f["round"] == 2 and f["site"] == "SITE_B" for f in state["failed"])
     assert first["global_val_dice"] is not None and second["global_val_dice"] is not None
@@ -132,6 +132,6 @@ def test_tls_deployment_survives_a_killed_site_and_its_model_predicts(cohort):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     import SimpleITK as sitk
 
-    predicted = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "FED_008.nii.gz")))
-    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(cohort["labels_ts"] / "FED_008.nii.gz")))
+    predicted = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "FED_006.nii.gz")))
+    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(cohort["labels_ts"] / "FED_006.nii.gz")))
     assert predicted.shape == reference.shape and set(np.unique(predicted)) <= {0, 1}

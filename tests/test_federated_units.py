@@ -265,3 +265,18 @@ def test_federated_commands_refuse_bad_input_with_one_line(tmp_path):
     assert wrong_trainer.exit_code == 2 and "is not one of nnunet-recur's trainers" in wrong_trainer.output
     for result in (no_tls, no_plans, bad_site, wrong_trainer):
         assert "Traceback" not in result.output
+
+
+def test_initial_weights_from_a_pretrained_checkpoint_must_fit_the_shared_network(tmp_path):
+    import torch
+
+    from nnunet_recur.federated.model_folder import checkpoint_weights
+
+    reference = {"w": np.zeros((2, 3), np.float32)}
+    good = tmp_path / "pretrained.pth"
+    torch.save({"network_weights": {"w": torch.ones(2, 3)}}, good)
+    assert np.array_equal(checkpoint_weights(good, reference)["w"], np.ones((2, 3), np.float32))
+    bad = tmp_path / "other.pth"
+    torch.save({"network_weights": {"w": torch.ones(3, 3)}}, bad)
+    with pytest.raises(ValueError, match="other.pth: does not fit the shared plans' network"):
+        checkpoint_weights(bad, reference)

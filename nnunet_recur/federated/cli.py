@@ -41,10 +41,22 @@ def _read_json(path: Path, what: str) -> dict:
 
 
 def _settings(
-    rounds, local_epochs, min_sites, sites, trainer, fedprox_mu, seed, straggler, round_timeout, wait
+    rounds,
+    local_epochs,
+    min_sites,
+    sites,
+    trainer,
+    fedprox_mu,
+    seed,
+    straggler,
+    round_timeout,
+    wait,
+    start=None,
 ):
     from nnunet_recur.federated.rounds import Settings
 
+    if start is not None and not Path(start).is_file():
+        _fail(f"--initial-weights {start}: not found")
     if min_sites < 1 or min_sites > sites:
         _fail(f"--min-sites {min_sites}: must be between 1 and --sites ({sites})")
     return Settings(
@@ -58,6 +70,7 @@ def _settings(
         straggler_timeout_s=straggler,
         round_timeout_s=round_timeout,
         wait_for_sites_s=wait,
+        initial_checkpoint=None if start is None else str(Path(start).resolve()),
     )
 
 
@@ -132,6 +145,11 @@ def server(
     ),
     insecure: bool = typer.Option(False, "--insecure", help="no TLS (a closed test network only)"),
     resume: bool = typer.Option(False, "--resume", help="continue after the last completed round"),
+    initial_weights: Path | None = typer.Option(
+        None,
+        "--initial-weights",
+        help="an nnU-Net checkpoint (e.g. pre-trained on HECKTOR) to start from; with the fine-tune trainer",
+    ),
     supernode_auth: bool = typer.Option(
         False,
         "--supernode-auth",
@@ -173,6 +191,7 @@ def server(
         straggler_timeout,
         round_timeout,
         wait_for_sites,
+        initial_weights,
     )
     _prepare(federation, plans, dataset_json, settings, resume)
     try:
@@ -248,6 +267,11 @@ def simulate(
     ),
     seed: int = typer.Option(0, "--seed", help="seed of the initial weights"),
     resume: bool = typer.Option(False, "--resume", help="continue after the last completed round"),
+    initial_weights: Path | None = typer.Option(
+        None,
+        "--initial-weights",
+        help="an nnU-Net checkpoint (e.g. pre-trained on HECKTOR) to start from; with the fine-tune trainer",
+    ),
 ) -> None:
     """A one-machine federated study: a SuperLink and one SuperNode per site on 127.0.0.1 (no TLS).
 
@@ -268,7 +292,17 @@ def simulate(
     plans = plans or local[0].data / "nnUNetRecurPlans.json"
     dataset_json = dataset_json or local[0].data / "dataset.json"
     settings = _settings(
-        rounds, local_epochs, min_sites, len(local), trainer, fedprox_mu, seed, 120.0, 24 * 3600.0, 300.0
+        rounds,
+        local_epochs,
+        min_sites,
+        len(local),
+        trainer,
+        fedprox_mu,
+        seed,
+        120.0,
+        24 * 3600.0,
+        300.0,
+        initial_weights,
     )
     _prepare(federation, plans, dataset_json, settings, resume)
     try:

@@ -62,6 +62,27 @@ def initial_weights(plans: dict, dataset_json: dict, trainer_name: str, seed: in
     return {k: v.detach().cpu().numpy().copy() for k, v in network.state_dict().items()}
 
 
+def checkpoint_weights(path: Path, reference: Weights) -> Weights:
+    """The network weights of an nnU-Net checkpoint (e.g. pre-trained on HECKTOR) as round 0's model.
+
+    Every array must fit the network of the shared plans (names and shapes), else ValueError naming the file.
+    """
+    import torch
+
+    from nnunet_recur.federated.fedavg import SiteUpdate, WrongShapeError, check_shapes
+
+    try:
+        checkpoint = torch.load(Path(path), map_location="cpu", weights_only=False)
+        weights = {k: v.detach().cpu().numpy() for k, v in checkpoint["network_weights"].items()}
+    except (OSError, KeyError, RuntimeError, AttributeError) as exc:
+        raise ValueError(f"{path}: not a readable nnU-Net checkpoint ({exc})") from exc
+    try:
+        check_shapes(reference, SiteUpdate(str(path), weights, 1))
+    except WrongShapeError as exc:
+        raise ValueError(f"{path}: does not fit the shared plans' network: {exc}") from exc
+    return {k: weights[k].astype(reference[k].dtype) for k in reference}
+
+
 def save_weights(path: Path, weights: Weights, extra: dict | None = None) -> None:
     """A round's global weights (npz, atomic): what a restarted server resumes from."""
     from nnunet_recur.atomic_io import atomic_path

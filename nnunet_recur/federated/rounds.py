@@ -60,6 +60,7 @@ class Settings:
     wait_for_sites_s: float = 120.0
     straggler_timeout_s: float = 60.0
     round_timeout_s: float = 3600.0
+    initial_checkpoint: str | None = None  # e.g. a centrally pre-trained checkpoint_final.pth to fine-tune
 
     @classmethod
     def read(cls, folder: Path) -> Settings:
@@ -217,6 +218,8 @@ class Federation:
         if state is None:
             state = self._new_state()
             weights = models.initial_weights(self.plans, self.dataset_json, settings.trainer, settings.seed)
+            if settings.initial_checkpoint:
+                weights = models.checkpoint_weights(Path(settings.initial_checkpoint), weights)
             models.save_weights(_round_weights_path(self.folder, 0), weights)
         else:
             if state.get("plans_sha256") != self.plans_sha256:
