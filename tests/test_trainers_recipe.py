@@ -154,17 +154,51 @@ def test_an_epoch_shows_every_training_case_once_in_a_new_order(trainer_env):
     assert len({tuple(o) for o in orders}) > 1  # a new order each epoch
 
 
-def test_augmentation_workers_deliver_the_permutation_in_order(trainer_env, monkeypatch):
-    monkeypatch.setenv("nnUNet_n_proc_DA", "2")
+def _flip_decisions(cases, monkeypatch, workers: int, batches: int, keys=None) -> list[list[bool]]:
+    """Per batch, per sample: did the trainer's loader flip it left-right (checked against the stored case)?
+    ``keys``: a list that receives each batch's case keys."""
+    monkeypatch.setenv("nnUNet_n_proc_DA", str(workers))
     trainer = make_trainer()
     loader, _ = trainer.get_dataloaders()
+    decisions = []
     try:
-        got = [list(next(loader)["keys"]) for _ in range(7)]
+        for _ in range(batches):
+            batch = next(loader)
+            if keys is not None:
+                keys.append(list(batch["keys"]))
+            row = []
+            for key, image in zip(batch["keys"], batch["data"].numpy(), strict=True):
+                stored = _centred(cases[key][0], CASE_SHAPE)
+                flipped = np.array_equal(image, stored[..., ::-1])
+                assert flipped or np.array_equal(image, stored), key
+                row.append(flipped)
+            decisions.append(row)
     finally:
-        loader._finish()
-    identifiers = sorted(trainer_env[2]["train"])
-    expected = [[identifiers[i] for i in global_batch_cases(N_TRAIN, 2, b, trainer.seed)] for b in range(7)]
-    assert got == expected
+        if workers:
+            loader._finish()
+    return decisions
+
+
+def test_augmentation_workers_deliver_the_permutation_in_order_and_flip_independently(
+    trainer_env, monkeypatch
+):
+    """Two workers (one queue each, read in turn) deliver the permutation's batches in order. Issue 18 1.1:
+    batchgenerators reseeds only numpy per worker and the flip draws from torch, so two forked workers made
+    identical flip decisions; each batch now draws from (seed, batch number)."""
+    _, cases, split = trainer_env
+    keys = []
+    two_workers = _flip_decisions(cases, monkeypatch, workers=2, batches=40, keys=keys)
+    identifiers = sorted(split["train"])
+    assert keys == [[identifiers[i] for i in global_batch_cases(N_TRAIN, 2, b, 0)] for b in range(40)]
+    worker0, worker1 = two_workers[0::2], two_workers[1::2]  # worker t makes global batches t, t + 2, ...
+    assert worker0 != worker1
+    assert any(map(any, worker0)) and any(map(any, worker1))
+    # reproducible, and a function of the batch, not of the worker count or the process's torch state
+    torch.manual_seed(12345)
+    one_process = _flip_decisions(cases, monkeypatch, workers=0, batches=150)
+    assert one_process[:40] == two_workers
+    flips = sum(map(sum, one_process))
+    assert 12 <= flips <= 48  # p = 0.1 of 300 samples: 30 +- 4.4 sigma
 
 
 def test_ddp_ranks_split_one_global_batch_and_the_epoch_keeps_its_length(trainer_env, monkeypatch):
