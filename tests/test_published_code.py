@@ -217,8 +217,8 @@ def test_published_code_variants_change_what_their_names_say():
 
 
 def test_published_code_net_reads_the_scripts_two_inputs_on_a_converter_made_dataset(tmp_path, monkeypatch):
-    """Issue 18 1.3: on the converter's three channels (CT, PET in SUV, PET z-scored on the patient level) the
-    variant read all three (22,577,057 parameters); the scripts' net has two inputs: CT and the z-scored PET."""
+    """Issue 18 1.3: on the converter's three channels (CT, PET in SUV, PET z-scored on the patient level)
+    the variant read all three (22,577,057 parameters); the scripts take two: CT, z-scored PET."""
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from test_trainers_units import _fake_inputs
 

@@ -54,7 +54,7 @@ def test_demo_jobs_use_only_public_commands_in_paper_order(tmp_path):
     assert graph.deps["select_ai_random"] == ("train_ai_random_seed0", "train_ai_random_seed1")
     assert graph.deps["predict_ai_finetune"] == ("select_ai_finetune",)
     assert set(graph.deps["compare"]) == {"predict_ai_random", "predict_ai_finetune", "suvmax_predict",
-                                          "gtv_predict"}  # fmt: skip
+                                          "gtv_predict", "select_best_cnn"}  # fmt: skip
     static = [s for s in stages if not callable(s.commands)]
     for stage in static:
         for argv in stage.resolved_commands():

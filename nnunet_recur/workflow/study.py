@@ -50,6 +50,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from nnunet_recur.workflow.best_method import BEST_CNN_FILE, BEST_CNN_JOB, best_method_job, read_best_method
 from nnunet_recur.workflow.cpu_env import cpu_training_env
 from nnunet_recur.workflow.graph import CPU, PREDICT, TRAIN, Job
 
@@ -400,6 +401,10 @@ def study_jobs(lay: StudyLayout, plan: StudyPlan, after: Iterable[str] = ()) -> 
             )
         )
 
+    # Table 1's best CNN: chosen on validation Dice by the best-seed rule (workflow/best_method.py)
+    models = [(m.label, m.trainer, lay.model_dir(lay.relapse_dataset, m.trainer)) for m in plan.methods]
+    jobs.append(best_method_job(lay.report / BEST_CNN_FILE, models, after=tuple(selections.values())))
+
     # prediction of the test patients ------------------------------------------------------------
     predict_extra = ["--save_probabilities"] if plan.save_probabilities else []
     if plan.disable_tta:
@@ -478,7 +483,7 @@ def study_jobs(lay: StudyLayout, plan: StudyPlan, after: Iterable[str] = ()) -> 
         return [
             ["recur-eval", "compare", "--gt", str(raw / "labelsTs"), *preds,
              "--images", str(raw / "imagesTs"), "--masks", str(raw / "masksTs"),
-             "--best", plan.methods[0].label, "--out", str(lay.report)],
+             "--best", read_best_method(lay.report / BEST_CNN_FILE), "--out", str(lay.report)],
         ]  # fmt: skip
 
     jobs.append(
@@ -487,7 +492,12 @@ def study_jobs(lay: StudyLayout, plan: StudyPlan, after: Iterable[str] = ()) -> 
             "Compare all methods on the test patients: Table 1, statistics, figures",
             compare_command,
             outputs=[lay.report / n for n in ("table1.md", "stats.json", "per_case.csv")],
-            after=(*(f"predict_{m.key}" for m in plan.methods), "suvmax_predict", "gtv_predict"),
+            after=(
+                *(f"predict_{m.key}" for m in plan.methods),
+                "suvmax_predict",
+                "gtv_predict",
+                BEST_CNN_JOB,
+            ),
         )
     )
     # clinical output for one new patient (`recur predict`: DICOM RTSTRUCT, SEG, report), if asked for: last
