@@ -385,6 +385,28 @@ def test_fine_tuning_drops_only_a_head_of_another_shape_and_says_so(tmp_path, ca
     assert "dropped" in capsys.readouterr().out
 
 
+def test_fine_tuning_writes_the_transfer_into_nnunets_training_log(trainer_env, tmp_path):
+    """Issue 18 1.5: what was loaded and what re-initialised goes to training_log_*.txt, not only stdout."""
+    import nnunetv2.run.run_training as run_training
+
+    trainer = make_trainer("nnUNetTrainerRecurFinetune")
+    trainer.initialize()
+    pretrained = {k: torch.full_like(v, 0.5) for k, v in trainer.network.state_dict().items()}
+    path = str(tmp_path / "gtvp.pth")
+    torch.save({"network_weights": pretrained}, path)
+    run_training.maybe_load_checkpoint(
+        trainer, False, False, path
+    )  # what nnUNetv2_train -pretrained_weights runs
+    assert torch.equal(
+        trainer.network.decoder.seg_layers[0].weight, pretrained["decoder.seg_layers.0.weight"]
+    )
+    log = Path(trainer.log_file).read_text()
+    assert f"{len(pretrained)} of {len(pretrained)} tensors transferred; output head transferred" in log
+    assert "Layers loaded from the pre-trained weights: encoder.stages.0.0, " in log
+    assert "Layers re-initialised (kept their fresh initialisation): none" in log
+    assert "transferred decoder.seg_layers.0.weight shape" in log  # nnU-Net asks for verbose
+
+
 # --------------------------------------------------------------------------------------- 9. small guards
 def test_a_stale_best_checkpoint_is_not_promoted_without_a_best_epoch_of_this_run(trainer_env, tmp_path):
     trainer = make_trainer()

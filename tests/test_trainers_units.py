@@ -271,7 +271,7 @@ def test_the_trainer_installs_the_cpu_loader_where_nnunetv2_train_calls_it():
     from nnunet_recur.trainers.recur_trainer import install_cpu_safe_pretrained_loader
 
     install_cpu_safe_pretrained_loader()
-    assert run_training.load_pretrained_weights is load_pretrained_weights_on_cpu
+    assert run_training.load_pretrained_weights.__wrapped__ is load_pretrained_weights_on_cpu
 
 
 # --------------------------------------------------------------------------------------------- seeds

@@ -107,19 +107,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def install_cpu_safe_pretrained_loader() -> None:
-    """Make ``nnUNetv2_train -pretrained_weights`` map checkpoints to the CPU before loading.
+def install_cpu_safe_pretrained_loader(log=print) -> None:
+    """Make ``nnUNetv2_train -pretrained_weights`` map checkpoints to the CPU before loading, and report the
+    transfer through ``log`` (the trainer's ``print_to_log_file``: nnU-Net's training log and stdout).
 
     ``nnunetv2.run.run_training.maybe_load_checkpoint`` calls its module-level ``load_pretrained_weights``
     right after ``trainer.initialize()``; swapping that name for our map_location='cpu' twin is the one hook
-    there is.
+    there is. The installed function's ``__wrapped__`` is :func:`load_pretrained_weights_on_cpu`.
     """
     module = sys.modules.get("nnunetv2.run.run_training")
-    if (
-        module is not None
-        and getattr(module, "load_pretrained_weights", None) is not load_pretrained_weights_on_cpu
-    ):
-        module.load_pretrained_weights = load_pretrained_weights_on_cpu
+    if module is None:
+        return
+
+    def load_pretrained_weights(network, fname, verbose=False):
+        return load_pretrained_weights_on_cpu(network, fname, verbose, log=log)
+
+    load_pretrained_weights.__wrapped__ = load_pretrained_weights_on_cpu
+    module.load_pretrained_weights = load_pretrained_weights
 
 
 class nnUNetTrainerRecur(nnUNetTrainer):
@@ -181,7 +185,7 @@ class nnUNetTrainerRecur(nnUNetTrainer):
         super().initialize()
         if not self.label_manager.has_regions:  # sigmoid_region_labels guarantees it; nnU-Net may change
             raise RuntimeError(f"nnU-Net did not read {self.dataset_json['labels']} as sigmoid regions")
-        install_cpu_safe_pretrained_loader()
+        install_cpu_safe_pretrained_loader(self.print_to_log_file)
         schedule = (
             f"ReduceLROnPlateau on {self.monitor} "
             f"(factor {self.plateau_factor}, patience {self.plateau_patience})"
