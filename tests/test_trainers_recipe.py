@@ -48,12 +48,12 @@ def _plans() -> dict:
     return plans
 
 
-def make_trainer(name: str = "nnUNetTrainerRecur", fold: int = 0):
+def make_trainer(name: str = "nnUNetTrainerRecur", fold: int = 0, device: str = "cpu"):
     from nnunet_recur.trainers import variants
 
     plans = _plans()
     plans["continue_training"] = False
-    trainer = getattr(variants, name)(plans, "3d_recur", fold, _dataset_json(), device=torch.device("cpu"))
+    trainer = getattr(variants, name)(plans, "3d_recur", fold, _dataset_json(), device=torch.device(device))
     trainer._set_batch_size_and_oversample()  # what initialize() does first, without building the network
     return trainer
 
@@ -306,6 +306,91 @@ def test_mixed_precision_is_a_named_variant_bf16_where_supported(trainer_env, mo
     paper = make_trainer()
     paper.device = torch.device("cuda")
     assert paper._autocast_dtype() is None
+
+
+@pytest.mark.filterwarnings("ignore:.*CUDA is not available.*:UserWarning")
+@pytest.mark.parametrize(
+    ("name", "bf16", "autocast", "scaler"),
+    [
+        ("nnUNetTrainerRecur", True, None, False),  # the paper: fp32 on a GPU too, no GradScaler
+        ("nnUNetTrainerRecurMixedPrecision", True, torch.bfloat16, False),
+        ("nnUNetTrainerRecurMixedPrecision", False, torch.float16, True),  # fp16 needs the scaler
+    ],
+)
+def test_grad_scaler_and_autocast_as_the_constructor_decides_them_on_a_cuda_device(
+    trainer_env, monkeypatch, name, bf16, autocast, scaler
+):
+    """The decision nnU-Net's and our constructors make for device type 'cuda', taken on a machine without a
+    GPU (nnU-Net builds a GradScaler for every CUDA trainer; ours keeps it for fp16 only). What runs on a GPU
+    (the autocast numerics, the scaler's steps) is not tested here: bench/gpu_epoch.py on a GPU."""
+    from torch import GradScaler
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    trainer = make_trainer(name, device="cuda")
+    assert trainer.device.type == "cuda"
+    assert trainer.autocast_dtype == autocast
+    assert isinstance(trainer.grad_scaler, GradScaler) if scaler else trainer.grad_scaler is None
+    context = trainer._autocast()
+    if autocast is None:
+        assert not isinstance(context, torch.autocast)
+    else:
+        assert isinstance(context, torch.autocast) and context.device == "cuda"
+        assert context.fast_dtype == autocast
+
+
+def test_initialize_builds_the_papers_loss_optimiser_and_plateau_schedule(trainer_env):
+    """What initialize() builds, not the class attributes: reverting to nnU-Net's Dice + CE, SGD or the poly
+    schedule fails here. The plateau cuts the lr on the 11th epoch in a row without improvement (PyTorch's
+    patience counts bad epochs > 10; docs/trainers.md states it against the paper's "ten")."""
+    trainer = make_trainer()
+    trainer.initialize()
+    assert type(trainer.loss) is PaperDiceLoss
+    logits, target = torch.randn(2, 1, 4, 6, 6), torch.rand(2, 1, 4, 6, 6) > 0.7
+    expected = _old_sigmoid_soft_dice(logits, target)  # MONAI DiceLoss(sigmoid=True, batch=True), 1e-5
+    assert float(trainer.loss(logits, target)) == pytest.approx(float(expected), rel=1e-5)
+    assert type(trainer.optimizer) is torch.optim.Adam
+    group = trainer.optimizer.param_groups[0]
+    assert (group["lr"], group["betas"], group["eps"], group["weight_decay"]) == (
+        0.1,
+        (0.9, 0.999),
+        1e-8,
+        0.0,
+    )
+    assert {id(p) for p in group["params"]} == {id(p) for p in trainer.network.parameters()}
+    scheduler = trainer.lr_scheduler
+    assert type(scheduler) is torch.optim.lr_scheduler.ReduceLROnPlateau
+    assert (scheduler.mode, scheduler.factor, scheduler.patience) == ("max", 0.05, 10)
+    scheduler.step(0.5)  # the first value is an improvement
+    for _ in range(10):
+        scheduler.step(0.5)
+        assert group["lr"] == 0.1  # ten epochs without improvement: not yet
+    scheduler.step(0.5)
+    assert group["lr"] == pytest.approx(0.005)  # the 11th
+
+
+def test_our_checkpoint_holds_every_key_nnunets_own_save_checkpoint_writes(
+    trainer_env, tmp_path, monkeypatch
+):
+    """nnU-Net 2.8.1's save_checkpoint, captured by patching torch.save: ours must write every key it does
+    (load_checkpoint and the predictor read them), so an nnU-Net update cannot silently break them."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    trainer = make_trainer()
+    trainer.initialize()
+    written = []
+    save = torch.save
+
+    def capture(obj, f, *args, **kwargs):
+        written.append(obj)
+        return save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", capture)
+    nnUNetTrainer.save_checkpoint(trainer, str(tmp_path / "upstream.pth"))
+    trainer.save_checkpoint(str(tmp_path / "ours.pth"))
+    upstream, ours = written
+    assert len(upstream) >= 9 and set(upstream) <= set(ours), set(upstream) - set(ours)
+    assert ours["trainer_name"] == upstream["trainer_name"] == "nnUNetTrainerRecur"
+    assert ours["init_args"] == upstream["init_args"] and ours["current_epoch"] == upstream["current_epoch"]
 
 
 # --------------------------------------------------------------------------------------- 5. Dice loss

@@ -5,11 +5,13 @@ What it changes against nnU-Net's default trainer, and why:
 * Network: whatever the plans name - ``recur plan`` writes :class:`~nnunet_recur.trainers.network.RecurUNet`.
   No deep supervision (the paper's net has one output).
 * Optimiser: Adam (beta 0.9/0.999, eps 1e-8, no weight decay), lr 0.1; ``ReduceLROnPlateau`` on the validation
-  metric (factor 0.05, patience 10 epochs) instead of nnU-Net's poly schedule stepped at every epoch start.
+  metric (factor 0.05, patience 10 epochs: PyTorch cuts on the 11th epoch without improvement, the paper
+  says "following ten") instead of nnU-Net's poly schedule stepped at every epoch start.
 * Labels: one sigmoid channel per foreground label (``{"relapse": [1]}`` is read as the region ``[1, 1]``, see
   :mod:`nnunet_recur.trainers.labels`), so probability files have one channel.
-* Loss: soft Dice on the sigmoid output, batch Dice, smoothing 1e-5 (MONAI ``DiceLoss(sigmoid=True,
-  batch=True)``), computed by nnU-Net's ``MemoryEfficientSoftDiceLoss`` so that DDP ranks share one Dice.
+* Loss: soft Dice on the sigmoid output, smoothing 1e-5 (the paper: MONAI's Dice loss), batch Dice (the
+  authors' released scripts, MONAI ``DiceLoss(sigmoid=True, batch=True)``; MONAI's default is per-sample),
+  computed by nnU-Net's ``MemoryEfficientSoftDiceLoss`` so that DDP ranks share one Dice.
 * Augmentation: a left-right flip with p = 0.1 and nothing else (no rotation/scaling, so the data loader crops
   the final patch directly). No test-time augmentation: ``inference_allowed_mirroring_axes`` is None, so
   ``nnUNetv2_predict`` does one forward pass on CPU and GPU alike (``nnUNetTrainerRecurTTA`` opts in).
