@@ -278,6 +278,25 @@ def test_docs_commands_agree_that_tta_is_off_by_default():
     assert "without `--disable_tta`) uses that axis only" not in trainers
 
 
+def test_docs_describe_the_augmenter_loss_and_plateau_the_code_builds(trainer_env, monkeypatch):
+    """Issue 18 1.6: docs/trainers.md rows that disagreed with the code."""
+    from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
+
+    monkeypatch.setenv("nnUNet_n_proc_DA", "2")
+    loader, _ = make_trainer().get_dataloaders()
+    loader._finish()  # workers start at the first batch: none to stop
+    assert type(loader) is MultiThreadedAugmenter  # in order; nnU-Net's NonDet... is not
+    docs = " ".join((REPO / "docs" / "trainers.md").read_text().split())
+    assert "the loaders are `NonDetMultiThreadedAugmenter`s" not in docs
+    assert (
+        "runs in batchgenerators' `MultiThreadedAugmenter` (not nnU-Net's `NonDetMultiThreadedAugmenter`)"
+        in docs
+    )
+    assert "batch Dice from the authors' released scripts (`batch=True`), not the paper's text" in docs
+    assert "the lr falls on the **11th** epoch in a row without improvement" in docs
+    assert "Not tested without a GPU: the autocast numerics on CUDA" in docs
+
+
 # -------------------------------------------------------------------------------- 4. precision, clipping
 def test_paper_step_is_fp32_without_clipping_or_grad_scaler(trainer_env, monkeypatch):
     trainer = make_trainer()
