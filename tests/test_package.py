@@ -58,18 +58,42 @@ def test_console_scripts_answer_help(argv):
     assert "usage" in out.stdout.lower()
 
 
-def test_recur_lists_every_subcommand():
-    out = subprocess.run([str(BIN / "recur"), "--help"], capture_output=True, text=True, timeout=60)
-    for name in ("synth", "convert", "plan", "env", "demo", "cv"):
-        assert name in out.stdout, f"`recur {name}` is not registered"
+RECUR_COMMANDS = {"synth", "convert", "plan", "env", "best-seed", "demo", "cv", "predict", "study"}
+RECUR_EVAL_COMMANDS = {"suvmax-sweep", "suvmax-predict", "gtv-predict", "compare", "training-curves"}
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "expected"),
+    [
+        ("nnunet_recur.cli", "recur", RECUR_COMMANDS),
+        ("nnunet_recur.evaluation.cli", "recur-eval", RECUR_EVAL_COMMANDS),
+    ],
+)
+def test_every_subcommand_is_registered_and_answers(module, name, expected):
+    """The commands the typer app registers (not words in its help text), each invoked with --help."""
+    import importlib
+
+    import typer
+    from typer.testing import CliRunner
+
+    app = importlib.import_module(module).app
+    group = typer.main.get_command(app)
+    assert set(group.commands) == expected
+    runner = CliRunner()
+    for command in sorted(expected):
+        result = runner.invoke(app, [command, "--help"], prog_name=name)
+        assert result.exit_code == 0, (command, result.output)
+        assert f"Usage: {name} {command}" in " ".join(result.output.split()), command
 
 
 def test_subpackages_mirror_nnunet_names():
-    import nnunet_recur.dataset_conversion
-    import nnunet_recur.evaluation
-    import nnunet_recur.trainers  # noqa: F401
+    """The house layout: each area is its own package under nnunet_recur/, imported from this checkout."""
+    import importlib
 
-    assert (REPO / "nnunet_recur" / "trainers").is_dir()
+    for name in ("synthetic", "dataset_conversion", "trainers", "evaluation", "prediction", "workflow"):
+        package = importlib.import_module(f"nnunet_recur.{name}")
+        assert Path(package.__file__).resolve() == REPO / "nnunet_recur" / name / "__init__.py", name
+        assert list(package.__path__) == [str(REPO / "nnunet_recur" / name)], name
 
 
 def test_recur_version_and_research_tool_note():
