@@ -317,7 +317,10 @@ def test_cv_refuses_folds_that_splits_final_json_does_not_have(tmp_path):
     splits.write_text(json.dumps([{"train": ["RECUR_002"], "val": ["RECUR_001"]}] * 5))
     with pytest.raises(c.CVSetupError, match=r"fold\(s\) \[9\] do not exist"):
         c.build_cv_jobs(777, "nnUNetTrainerRecur", [0, 9], "cpu", tmp_path / "o", env)
-    assert c.build_cv_jobs(777, "nnUNetTrainerRecur", [0, 4], "cpu", tmp_path / "o", env)
+    jobs = c.build_cv_jobs(777, "nnUNetTrainerRecur", [0, 4], "cpu", tmp_path / "o", env)
+    assert [j.name for j in jobs if j.name.startswith("train_")] == ["train_fold0", "train_fold4"]
+    argv = {j.name: j for j in jobs}["train_fold4"].resolved_commands()[0]
+    assert argv[:4] == ["nnUNetv2_train", "777", "3d_recur", "4"]
 
 
 @pytest.mark.parametrize("size", ["demo", "small"])
