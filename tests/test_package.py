@@ -105,3 +105,29 @@ def test_recur_version_and_research_tool_note():
     help_text = shown.stdout
     assert "not a medical device" in " ".join(help_text.split())
     assert "not a medical device" in (REPO / "README.md").read_text()
+
+
+def test_evaluation_imports_no_trainer_and_the_converter_only_for_its_nifti_guard(tmp_path):
+    """What evaluation/__init__.py says: importing every evaluation module loads no trainer and no converter
+    module; reading a volume loads the converter's NIfTI guard (nifti_io, its error types), nothing else."""
+    code = (
+        "import pkgutil, importlib, sys\n"
+        "import nnunet_recur.evaluation as e\n"
+        "for m in pkgutil.iter_modules(e.__path__):\n"
+        "    importlib.import_module(f'nnunet_recur.evaluation.{m.name}')\n"
+        "prefixes = ('nnunet_recur.dataset_conversion', 'nnunet_recur.trainers')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(prefixes)))\n"
+        "e.volumes.require_complete(sys.argv[1])\n"
+        "print(sorted(m for m in sys.modules if m.startswith(prefixes)))\n"
+    )
+    import numpy as np
+    import SimpleITK as sitk
+
+    path = tmp_path / "probe.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((2, 3, 4), np.uint8)), str(path))
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    before, after = out.stdout.splitlines()
+    assert before == "[]"
+    converter = "nnunet_recur.dataset_conversion"
+    assert after == str([converter, f"{converter}.errors", f"{converter}.nifti_io"])

@@ -193,7 +193,9 @@ def test_demo_defaults_are_those_of_experiment_1():
     t = d.resolve_trainers(cfg.epochs, d.available_trainers(), cfg.pretrain_epochs)
     assert t == d.DemoTrainers("nnUNetTrainerRecurPretrain_20epochs", "nnUNetTrainerRecur_50epochs",
                                "nnUNetTrainerRecurFinetune_50epochs")  # fmt: skip
-    assert d.pick_device("cpu") == "cpu" and d.pick_device("auto") in ("cpu", "cuda")
+    from nnunet_recur.device_choice import resolve_device
+
+    assert resolve_device("cpu") == "cpu" and resolve_device("auto") in ("cpu", "cuda", "mps")
 
 
 def test_epochs_map_onto_trainer_variants():

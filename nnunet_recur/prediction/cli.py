@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from nnunet_recur.device_choice import DEVICE_HELP, DeviceChoice
+from nnunet_recur.exit_status import BAD_INPUT, FAILED_CASES
+
 PREDICT_HELP = "\n\n".join(
     [
         "Predict where a new patient's cancer may recur, from the pre-treatment DICOM (planning CT + PET + "
@@ -77,7 +80,7 @@ def predict(
         "--ct-series",
         help="CT SeriesInstanceUID or SeriesDescription regex, when the RTSTRUCT names none.",
     ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: DeviceChoice = typer.Option(DeviceChoice.auto, "--device", help=DEVICE_HELP),
     tta: bool = typer.Option(
         False, "--tta", help="Test-time mirroring, along the axes the trainer allows (off by default)."
     ),
@@ -116,7 +119,7 @@ def predict(
         jobs = _jobs(patients, out, cohort)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(BAD_INPUT) from exc
 
     resolved = None
     try:
@@ -126,7 +129,7 @@ def predict(
         chosen, how = choose_folds(resolved, fold_list)
         from nnunet_recur.prediction.inference import FoldPredictor
 
-        predictor = FoldPredictor(resolved, chosen, device=device, tta=tta)
+        predictor = FoldPredictor(resolved, chosen, device=device.value, tta=tta)
         predictor.fold_choice = how
         typer.echo(f"model {resolved.model_id}, folds {chosen} ({how}), device {predictor.predictor.device}")
 
@@ -139,14 +142,14 @@ def predict(
         results = run_batch(jobs, predictor, options, workers=workers, on_result=report)
     except ModelError as exc:
         typer.echo(f"error [model]: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(BAD_INPUT) from exc
     finally:
         if resolved is not None:
             resolved.close()
     failed = [r for r in results if not r.ok]
     typer.echo(f"{len(results) - len(failed)} of {len(results)} patient(s) predicted")
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(FAILED_CASES)
 
 
 def _split_fold_numbers(patients: list[Path], folds: str) -> tuple[list[Path], list[str]]:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from nnunet_recur.exit_status import BAD_INPUT
+
 
 class CohortFormat(str, Enum):
     inhouse_dicom = "inhouse-dicom"
@@ -82,7 +84,7 @@ def synth(
             names = make_cohort(out, cases, seed, fmt.value, size.value, defects, progress=advance)
         except ValueError as err:
             console.print(f"[red]error:[/red] {err}")
-            raise typer.Exit(2) from err
+            raise typer.Exit(BAD_INPUT) from err
     where = out / ("imagesTr" if fmt is CohortFormat.hecktor else "patients")
     note = f" ({skipped} already there, skipped)" if skipped else ""
     typer.echo(

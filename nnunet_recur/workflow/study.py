@@ -50,6 +50,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from nnunet_recur.device_choice import resolve_device
 from nnunet_recur.workflow.best_method import BEST_CNN_FILE, BEST_CNN_JOB, best_method_job, read_best_method
 from nnunet_recur.workflow.cpu_env import cpu_training_env
 from nnunet_recur.workflow.graph import CPU, PREDICT, TRAIN, Job
@@ -667,8 +668,10 @@ def apply_overrides(cfg: StudyConfig, overrides: Mapping[str, object], source: P
         raise StudyError(f"{source}: [executor] kind must be 'local' or 'slurm', not {cfg.executor.kind!r}")
     if cfg.seeds < 1:
         raise StudyError(f"{source}: seeds must be at least 1")
+    if cfg.device == "auto":  # what this machine's torch sees; jobs on Slurm nodes: cuda (device_choice.py)
+        cfg = replace(cfg, device=resolve_device("auto", runs_here=cfg.executor.kind == "local"))
     if cfg.device not in ("cpu", "cuda", "mps"):
-        raise StudyError(f"{source}: device must be cpu, cuda or mps, not {cfg.device!r}")
+        raise StudyError(f"{source}: device must be auto, cpu, cuda or mps, not {cfg.device!r}")
     return cfg
 
 
