@@ -230,6 +230,10 @@ def test_ddp_ranks_split_one_global_batch_and_the_epoch_keeps_its_length(trainer
     ]
     for _ in range(6):
         assert single.get_indices() == ranks[0].get_indices() + ranks[1].get_indices()
+    # each rank draws the augmentation of its own sample from its own seed (not both from one state)
+    from nnunet_recur.trainers.sampling import batch_seed
+
+    assert len({batch_seed(4, 7, rank) for rank in (0, 1)} | {batch_seed(4, 8, 0)}) == 3
 
 
 def test_iterations_per_epoch_is_ceil_of_cases_over_batch():

@@ -27,7 +27,7 @@ order. ``first_batch`` lets ``--c`` continue with the epoch it resumes at.
 Augmentation randomness: batchgenerators reseeds only numpy in each worker (and with ``seeds=None`` from the
 OS), while batchgeneratorsv2 transforms such as the flip draw from torch; forked workers start from one torch
 state, so worker 0 and worker 1 would make the same flip decision for their k-th sample. Each batch is
-therefore made under its own random state, seeded from (trainer seed, global batch number)
+therefore made under its own random state, seeded from (trainer seed, global batch number, DDP rank offset)
 (:func:`batch_random_state`): the draws of two workers are independent, and a run's flips are reproducible
 whatever the worker count, also after ``--c``.
 """
@@ -68,18 +68,20 @@ def global_batch_cases(n_cases: int, global_batch_size: int, batch_number: int, 
     return [int(order[(start + k) % n_cases]) for k in range(global_batch_size)]
 
 
-def batch_seed(seed: int, batch_number: int) -> int:
-    """The seed of global batch ``batch_number``'s augmentation draws (a 32-bit value numpy accepts)."""
-    return int(np.random.SeedSequence([int(seed) % 2**32, int(batch_number)]).generate_state(1)[0])
+def batch_seed(seed: int, batch_number: int, rank_offset: int = 0) -> int:
+    """The seed of the augmentation draws of global batch ``batch_number``, for the share that starts at
+    ``rank_offset`` (DDP ranks draw for different samples, so they must not share a seed); a 32-bit value."""
+    entropy = [int(seed) % 2**32, int(batch_number), int(rank_offset)]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 @contextmanager
-def batch_random_state(seed: int, batch_number: int) -> Iterator[None]:
+def batch_random_state(seed: int, batch_number: int, rank_offset: int = 0) -> Iterator[None]:
     """torch's CPU and numpy's global generators seeded for one batch, restored afterwards (so the trainer's
     own process, without workers, keeps its random stream)."""
     state = np.random.get_state()
     with torch.random.fork_rng(devices=[]):
-        value = batch_seed(seed, batch_number)
+        value = batch_seed(seed, batch_number, rank_offset)
         torch.manual_seed(value)
         np.random.seed(value)
         try:
@@ -156,7 +158,7 @@ class EpochPermutationDataLoader(nnUNetDataLoader):
 
     def generate_train_batch(self) -> dict:
         """One batch, its augmentation drawn from the batch's own seed (see the module docstring)."""
-        with batch_random_state(self.seed, self.next_batch_number()):
+        with batch_random_state(self.seed, self.next_batch_number(), self.rank_offset):
             return self.generate_unseeded_batch()
 
     def generate_unseeded_batch(self) -> dict:
