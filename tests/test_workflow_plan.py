@@ -85,6 +85,22 @@ def test_predict_uses_the_fold_recur_best_seed_chose(tmp_path):
     (model / "seed_selection.json").write_text(json.dumps({"best_fold": 1}))
     argv = jobs["predict_ai_random"].resolved_commands()[0]
     assert argv[argv.index("-f") + 1] == "1" and argv[0] == "nnUNetv2_predict"
+    # a fold retrained after its select job (issue 18 1.4): the predict job uses the recomputed best seed
+    from nnunet_recur.trainers.seeds import select_best_seed
+
+    def record(fold, metric):
+        (model / f"fold_{fold}").mkdir(exist_ok=True)
+        (model / f"fold_{fold}" / "recur_best.json").write_text(json.dumps(
+            {"fold": fold, "seed": fold, "monitor": "val_dice", "best_metric": metric, "best_epoch": 1,
+             "epochs_trained": 2}))  # fmt: skip
+
+    record(0, 0.2)
+    record(1, 0.5)
+    assert select_best_seed(model).fold == 1
+    record(0, 0.9)
+    argv = jobs["predict_ai_random"].resolved_commands()[0]
+    assert argv[argv.index("-f") + 1] == "0"
+    assert json.loads((model / "seed_selection.json").read_text())["best_fold"] == 0
 
 
 def test_interrupted_training_resumes_with_c_and_drops_pretrained_weights(tmp_path):

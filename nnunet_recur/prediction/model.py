@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnunet_recur.trainers.planning import RECUR_CONFIGURATION, RECUR_PLANS_NAME
-from nnunet_recur.trainers.seeds import SELECTION_FILE, read_seed_runs, select_best_seed, selection_state
+from nnunet_recur.trainers.seeds import SELECTION_FILE, refresh_selection
 
 # dataset.json channel name -> the key of the prepared image (`prepare.crop_case`) that feeds it
 CHANNEL_IMAGES = {"CT": "ct", "PET": "pet", "PET_zscore_patient": "pet_zscore"}
@@ -177,17 +177,11 @@ def choose_folds(model: Model, folds: list[str]) -> tuple[list[int], str]:
     """The folds to use and how they were chosen ("best (seed_selection.json)", "requested", ...)."""
     if not folds or folds == ["best"]:
         selection = model.folder / SELECTION_FILE
-        state = selection_state(model.folder)
-        note = ""
-        if state in ("missing", "stale") and read_seed_runs(model.folder):
-            folds_asked = None
-            if state == "stale":
-                folds_asked = json.loads(selection.read_text()).get("folds")
-                note = ", recomputed: the fold results changed after it was written"
-            try:  # the project's one best-seed rule; writes the selection
-                select_best_seed(model.folder, folds_asked)
-            except (OSError, ValueError) as exc:
-                raise ModelError(f"{model.folder}: cannot select the best seed ({exc})") from exc
+        try:  # the project's one best-seed rule; (re)writes a missing or stale selection
+            state = refresh_selection(model.folder)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{model.folder}: cannot select the best seed ({exc})") from exc
+        note = ", recomputed: the fold results changed after it was written" if state == "stale" else ""
         if selection.is_file():
             try:
                 best = int(json.loads(selection.read_text())["best_fold"])

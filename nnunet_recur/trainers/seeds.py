@@ -15,6 +15,7 @@ Each run writes ``fold_N/recur_best.json``; :func:`select_best_seed` compares th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -119,6 +120,22 @@ def selection_state(model_dir: Path | str) -> str:
     except (OSError, ValueError):
         return "stale"
     return "current" if _runs_text([asdict(r) for r in now]) == _runs_text(recorded_runs) else "stale"
+
+
+def refresh_selection(model_dir: Path | str) -> str:
+    """Make ``seed_selection.json`` describe the fold results before it is used: recompute it by
+    :func:`select_best_seed` (over the folds it was made over) when it is ``stale``, or ``missing`` while
+    ``fold_*/recur_best.json`` exist. Returns the state found (see :func:`selection_state`); raises what
+    :func:`select_best_seed` raises."""
+    model_dir = Path(model_dir)
+    state = selection_state(model_dir)
+    if state in ("missing", "stale") and read_seed_runs(model_dir):
+        folds = None
+        if state == "stale":
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                folds = json.loads((model_dir / SELECTION_FILE).read_text()).get("folds")
+        select_best_seed(model_dir, folds)
+    return state
 
 
 def select_best_seed(model_dir: Path | str, folds: Sequence[int] | None = None) -> SeedRun:

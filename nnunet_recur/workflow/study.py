@@ -51,6 +51,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from nnunet_recur.device_choice import resolve_device
+from nnunet_recur.trainers.seeds import refresh_selection
 from nnunet_recur.workflow.best_method import BEST_CNN_FILE, BEST_CNN_JOB, best_method_job, read_best_method
 from nnunet_recur.workflow.cpu_env import cpu_training_env
 from nnunet_recur.workflow.graph import CPU, PREDICT, TRAIN, Job
@@ -318,9 +319,11 @@ def train_job(
 
 
 def selected_fold(model_dir: Path) -> int:
-    """The fold `recur best-seed` chose (seed_selection.json in the model folder)."""
+    """The fold `recur best-seed` chose (seed_selection.json in the model folder), recomputed by the same rule
+    if the fold results changed since (a fold retrained after its select job: trainers.seeds)."""
     path = model_dir / "seed_selection.json"
     try:
+        refresh_selection(model_dir)
         return int(json.loads(path.read_text())["best_fold"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StudyError(f"{path}: no best_fold ({exc}); run `recur best-seed` first") from exc
