@@ -57,7 +57,7 @@ def test_pet_command_fails_clearly_without_pet(tmp_path):
     ct_folder = real("rt-utils_mock_data")
     out = tmp_path / "pet.nii.gz"
     result = runner.invoke(app, ["pet", str(ct_folder), "--out", str(out)])
-    assert result.exit_code != 0
+    assert result.exit_code == 2  # exit_status.BAD_INPUT
     assert "pet_missing" in result.output and "rt-utils_mock_data" in result.output
     assert not out.exists()
 
@@ -69,7 +69,7 @@ def test_pet_command_reports_corrupt_file(tmp_path):
     victim = folder / "000010.dcm"
     victim.write_bytes(victim.read_bytes()[:-500])
     result = runner.invoke(app, ["pet", str(folder), "--out", str(tmp_path / "x.nii.gz")])
-    assert result.exit_code != 0
+    assert result.exit_code == 2  # exit_status.BAD_INPUT
     assert "pet_corrupt" in result.output and "000010.dcm" in result.output
     assert not (tmp_path / "x.nii.gz").exists()
 
@@ -102,5 +102,5 @@ def test_rtstruct_command_fails_on_a_non_rtstruct(tmp_path):
     result = runner.invoke(
         app, ["rtstruct", str(base / "ct_1.dcm"), "--reference", str(base), "--out", str(tmp_path)]
     )
-    assert result.exit_code != 0
+    assert result.exit_code == 2  # exit_status.BAD_INPUT
     assert "rtstruct_missing" in result.output and "ct_1.dcm" in result.output

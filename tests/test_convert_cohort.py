@@ -340,5 +340,5 @@ def test_new_patient_command_writes_predict_input_and_refuses_a_folder_without_d
     assert "PAT_B" not in " ".join(str(p) for p in out.rglob("*"))
 
     bad = CliRunner().invoke(app, ["new-patient", str(new), "--dataset", str(tmp_path), "--out", str(out)])
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2  # bad input (exit_status.BAD_INPUT)
     assert "no dataset.json" in bad.output

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -90,6 +91,12 @@ def test_reduced_demo_writes_the_report(demo_run):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     sweep = json.loads((report / "best.json").read_text())
     assert 1 <= sweep["percent"] <= 100
+    # Table 1's best CNN: chosen on validation Dice (issue 18 1.2), recorded and handed to compare
+    best_cnn = json.loads((report / "best_cnn.json").read_text())
+    scores = {m["label"]: m["val_dice"] for m in best_cnn["methods"]}
+    assert set(scores) == {"AI random", "AI finetune"} and best_cnn["best"] in scores
+    assert scores[best_cnn["best"]] == max(scores.values())
+    assert "--best " + shlex.quote(best_cnn["best"]) in stdout
     overlays = sorted((report / "figures").glob("*_po*.png"))
     assert len(overlays) >= len(test_cases), "expected at least one PO overlay per test patient"
 

@@ -96,9 +96,21 @@ def test_suvmax_is_taken_inside_the_gtv_and_brain_is_removed():
     assert suvmax < float(pet.array.max())  # the brain is hotter
     prediction = baselines.suvmax_prediction(pet, gtv, brain, 38)
     assert not prediction[:3].any()
-    expected = (pet.array.astype(np.float64) >= 38 / 100 * suvmax) & (brain.array == 0)
-    assert np.array_equal(prediction, expected)
     assert prediction[gtv.array == 1].any()
+
+
+def test_suvmax_prediction_on_a_case_worked_out_by_hand():
+    """Expected masks written out, not recomputed with the formula under test."""
+    grid = grid_for((1, 2, 5))
+    pet = np.array([[[0.5, 3.7, 3.9, 9.0, 10.0], [12.0, 4.0, 1.0, 3.81, 0.0]]], dtype=np.float32)
+    gtv = np.array([[[0, 1, 1, 1, 1], [0, 0, 0, 0, 0]]], dtype=np.uint8)
+    brain = np.array([[[0, 0, 0, 0, 0], [1, 0, 0, 0, 0]]], dtype=np.uint8)
+    volumes = [Volume(a, grid) for a in (pet, gtv, brain)]
+    assert baselines.suvmax_in_gtv(volumes[0], volumes[1]) == 10.0  # not the brain's 12
+    at_38 = baselines.suvmax_prediction(*volumes, 38)  # 3.8: 3.9, 9, 10, 4, 3.81; not the brain's 12
+    assert at_38.tolist() == [[[False, False, True, True, True], [False, True, False, True, False]]]
+    at_90 = baselines.suvmax_prediction(*volumes, 90)  # 9.0: 9.0 itself counts (>=)
+    assert at_90.tolist() == [[[False, False, False, True, True], [False, False, False, False, False]]]
 
 
 def test_empty_gtv_is_an_error_naming_the_file(tmp_path):

@@ -58,18 +58,65 @@ def test_console_scripts_answer_help(argv):
     assert "usage" in out.stdout.lower()
 
 
-def test_recur_lists_every_subcommand():
-    out = subprocess.run([str(BIN / "recur"), "--help"], capture_output=True, text=True, timeout=60)
-    for name in ("synth", "convert", "plan", "env", "demo", "cv", "predict", "calibrate"):
-        assert name in out.stdout, f"`recur {name}` is not registered"
+RECUR_COMMANDS = {
+    "synth",
+    "convert",
+    "plan",
+    "env",
+    "best-seed",
+    "demo",
+    "cv",
+    "predict",
+    "study",
+    "calibrate",
+    "federated",
+}
+RECUR_EVAL_COMMANDS = {
+    "suvmax-sweep",
+    "suvmax-predict",
+    "gtv-predict",
+    "compare",
+    "training-curves",
+    "dose-pattern",
+    "dp-qa",
+    "calibration",
+    "site-summary",
+    "pool",
+}
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "expected"),
+    [
+        ("nnunet_recur.cli", "recur", RECUR_COMMANDS),
+        ("nnunet_recur.evaluation.cli", "recur-eval", RECUR_EVAL_COMMANDS),
+    ],
+)
+def test_every_subcommand_is_registered_and_answers(module, name, expected):
+    """The commands the typer app registers (not words in its help text), each invoked with --help."""
+    import importlib
+
+    import typer
+    from typer.testing import CliRunner
+
+    app = importlib.import_module(module).app
+    group = typer.main.get_command(app)
+    assert set(group.commands) == expected
+    runner = CliRunner()
+    for command in sorted(expected):
+        result = runner.invoke(app, [command, "--help"], prog_name=name)
+        assert result.exit_code == 0, (command, result.output)
+        assert f"Usage: {name} {command}" in " ".join(result.output.split()), command
 
 
 def test_subpackages_mirror_nnunet_names():
-    import nnunet_recur.dataset_conversion
-    import nnunet_recur.evaluation
-    import nnunet_recur.trainers  # noqa: F401
+    """The house layout: each area is its own package under nnunet_recur/, imported from this checkout."""
+    import importlib
 
-    assert (REPO / "nnunet_recur" / "trainers").is_dir()
+    for name in ("synthetic", "dataset_conversion", "trainers", "evaluation", "prediction", "workflow"):
+        package = importlib.import_module(f"nnunet_recur.{name}")
+        assert Path(package.__file__).resolve() == REPO / "nnunet_recur" / name / "__init__.py", name
+        assert list(package.__path__) == [str(REPO / "nnunet_recur" / name)], name
 
 
 def test_recur_version_and_research_tool_note():
@@ -81,3 +128,29 @@ def test_recur_version_and_research_tool_note():
     help_text = shown.stdout
     assert "not a medical device" in " ".join(help_text.split())
     assert "not a medical device" in (REPO / "README.md").read_text()
+
+
+def test_evaluation_imports_no_trainer_and_the_converter_only_for_its_nifti_guard(tmp_path):
+    """What evaluation/__init__.py says: importing every evaluation module loads no trainer and no converter
+    module; reading a volume loads the converter's NIfTI guard (nifti_io, its error types), nothing else."""
+    code = (
+        "import pkgutil, importlib, sys\n"
+        "import nnunet_recur.evaluation as e\n"
+        "for m in pkgutil.iter_modules(e.__path__):\n"
+        "    importlib.import_module(f'nnunet_recur.evaluation.{m.name}')\n"
+        "prefixes = ('nnunet_recur.dataset_conversion', 'nnunet_recur.trainers')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(prefixes)))\n"
+        "e.volumes.require_complete(sys.argv[1])\n"
+        "print(sorted(m for m in sys.modules if m.startswith(prefixes)))\n"
+    )
+    import numpy as np
+    import SimpleITK as sitk
+
+    path = tmp_path / "probe.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((2, 3, 4), np.uint8)), str(path))
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    before, after = out.stdout.splitlines()
+    assert before == "[]"
+    converter = "nnunet_recur.dataset_conversion"
+    assert after == str([converter, f"{converter}.errors", f"{converter}.nifti_io"])

@@ -121,6 +121,13 @@ def test_model_resolution_and_fold_choice(tmp_path, monkeypatch):
         )
     assert choose_folds(model, ["best"])[0] == [1]  # select_best_seed's rule, written to seed_selection.json
     assert json.loads((folder / "seed_selection.json").read_text())["best_fold"] == 1
+    # issue 18 1.4: fold 0 retrained after the selection and now better: the stale selection is recomputed
+    record = json.loads((folder / "fold_0" / "recur_best.json").read_text())
+    (folder / "fold_0" / "recur_best.json").write_text(json.dumps({**record, "best_metric": 0.9}))
+    folds, how = choose_folds(model, ["best"])
+    assert folds == [0] and "recomputed" in how
+    assert json.loads((folder / "seed_selection.json").read_text())["best_fold"] == 0
+    assert choose_folds(model, ["best"]) == ([0], "best seed (fold 0, seed_selection.json)")  # now current
     monkeypatch.setenv("nnUNet_results", str(tmp_path))
     assert resolve_model(dataset="123").folder == folder
     assert resolve_model(dataset="X").folder == folder

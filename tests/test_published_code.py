@@ -26,6 +26,7 @@ def test_published_code_net_has_the_released_scripts_84_layers_and_22_576_193_pa
     assert published_layer_count(net) == 84
     assert net.features_per_stage == (32, 64, 128, 256, 512)
     assert published_layer_count(RecurUNet()) == 65  # the same rule gives the paper's figure
+    assert published_layer_count(RecurUNet(input_channels=3, input_channel_indices=[0, 2])) == 65
 
 
 def test_published_code_net_pools_four_times_so_sizes_must_be_multiples_of_16():
@@ -213,3 +214,36 @@ def test_published_code_variants_change_what_their_names_say():
     for name in v.__all__:
         if "PublishedCode" in name:
             assert issubclass(getattr(v, name), base)
+
+
+def test_published_code_net_reads_the_scripts_two_inputs_on_a_converter_made_dataset(tmp_path, monkeypatch):
+    """Issue 18 1.3: on the converter's three channels (CT, PET in SUV, PET z-scored on the patient level)
+    the variant read all three (22,577,057 parameters); the scripts take two: CT, z-scored PET."""
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from test_trainers_units import _fake_inputs
+
+    from nnunet_recur.dataset_conversion.nnunet_writer import CHANNEL_NAMES
+    from nnunet_recur.trainers.variants import nnUNetTrainerRecurPublishedCode
+
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(name, str(tmp_path))
+    base, fingerprint, _ = _fake_inputs()
+    base["foreground_intensity_properties_per_channel"]["2"] = {"mean": 0.0, "std": 1.0}
+    dataset_json = {
+        "channel_names": dict(CHANNEL_NAMES),  # what `recur convert` writes
+        "labels": {"background": 0, "relapse": [1]},
+        "regions_class_order": [1],
+        "numTraining": 3,
+        "file_ending": ".nii.gz",
+    }
+    plans = recur_plans(base, fingerprint, dataset_json)
+    plans["configurations"]["3d_recur"]["patch_size"] = [16, 32, 32]
+    plans["continue_training"] = False
+    trainer = nnUNetTrainerRecurPublishedCode(plans, "3d_recur", 0, dataset_json, device=torch.device("cpu"))
+    manager = trainer.configuration_manager
+    channels = determine_num_input_channels(trainer.plans_manager, manager, trainer.dataset_json)
+    assert channels == 3
+    net = trainer.build_network_architecture(trainer.plans_manager, manager, channels, 1, False)
+    assert isinstance(net, PublishedCodeUNet)
+    assert net.input_channel_indices == [0, 2]  # CT and PET_zscore_patient, not the SUV channel
+    assert count_trainable_parameters(net) == 22_576_193

@@ -434,6 +434,8 @@ def test_dicom_defects_are_real(tmp_path):
         elif cause == "missing_slice":
             steps = np.diff([slice_z(ds) for ds in ct])
             assert np.isclose(steps.max(), 2 * steps.min())
+        else:
+            pytest.fail(f"{name}: defect {cause!r} has no check here")
         info = json.loads((out / "ground_truth" / f"{name}.json").read_text())
         assert info["defect"] == cause
     clean = sorted(set(p.name for p in (out / "patients").iterdir()) - set(defects))
@@ -465,6 +467,8 @@ def test_nifti_defects_are_real(tmp_path):
             ct = sitk.ReadImage(str(folder / "ct.nii.gz"))
             gtv = sitk.ReadImage(str(folder / "gtv.nii.gz"))
             assert ct.GetSize()[2] == gtv.GetSize()[2] - 1
+        else:
+            pytest.fail(f"{name}: defect {cause!r} has no check here")
 
 
 # ------------------------------------------------------------------------------------------ CLI, reruns

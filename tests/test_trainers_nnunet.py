@@ -133,7 +133,7 @@ def workspace(tmp_path_factory) -> Workspace:
     # HECKTOR's tiny cases (16 x 32 x 32) exceed the relapse patch (16 x 24 x 24): refused without the flag
     plan = [str(BIN / "recur"), "plan", str(RELAPSE_ID), "--pretrain-from", str(HECKTOR_ID)]
     refused = subprocess.run(plan, env=env, capture_output=True, text=True, timeout=400)
-    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert (
         "error: Dataset992_HecktorTiny: 4 of 4 cases are larger than the patch [16, 24, 24]" in refused.stderr
     )

@@ -48,12 +48,12 @@ def _plans() -> dict:
     return plans
 
 
-def make_trainer(name: str = "nnUNetTrainerRecur", fold: int = 0):
+def make_trainer(name: str = "nnUNetTrainerRecur", fold: int = 0, device: str = "cpu"):
     from nnunet_recur.trainers import variants
 
     plans = _plans()
     plans["continue_training"] = False
-    trainer = getattr(variants, name)(plans, "3d_recur", fold, _dataset_json(), device=torch.device("cpu"))
+    trainer = getattr(variants, name)(plans, "3d_recur", fold, _dataset_json(), device=torch.device(device))
     trainer._set_batch_size_and_oversample()  # what initialize() does first, without building the network
     return trainer
 
@@ -154,17 +154,51 @@ def test_an_epoch_shows_every_training_case_once_in_a_new_order(trainer_env):
     assert len({tuple(o) for o in orders}) > 1  # a new order each epoch
 
 
-def test_augmentation_workers_deliver_the_permutation_in_order(trainer_env, monkeypatch):
-    monkeypatch.setenv("nnUNet_n_proc_DA", "2")
+def _flip_decisions(cases, monkeypatch, workers: int, batches: int, keys=None) -> list[list[bool]]:
+    """Per batch, per sample: did the trainer's loader flip it left-right (checked against the stored case)?
+    ``keys``: a list that receives each batch's case keys."""
+    monkeypatch.setenv("nnUNet_n_proc_DA", str(workers))
     trainer = make_trainer()
     loader, _ = trainer.get_dataloaders()
+    decisions = []
     try:
-        got = [list(next(loader)["keys"]) for _ in range(7)]
+        for _ in range(batches):
+            batch = next(loader)
+            if keys is not None:
+                keys.append(list(batch["keys"]))
+            row = []
+            for key, image in zip(batch["keys"], batch["data"].numpy(), strict=True):
+                stored = _centred(cases[key][0], CASE_SHAPE)
+                flipped = np.array_equal(image, stored[..., ::-1])
+                assert flipped or np.array_equal(image, stored), key
+                row.append(flipped)
+            decisions.append(row)
     finally:
-        loader._finish()
-    identifiers = sorted(trainer_env[2]["train"])
-    expected = [[identifiers[i] for i in global_batch_cases(N_TRAIN, 2, b, trainer.seed)] for b in range(7)]
-    assert got == expected
+        if workers:
+            loader._finish()
+    return decisions
+
+
+def test_augmentation_workers_deliver_the_permutation_in_order_and_flip_independently(
+    trainer_env, monkeypatch
+):
+    """Two workers (one queue each, read in turn) deliver the permutation's batches in order. Issue 18 1.1:
+    batchgenerators reseeds only numpy per worker and the flip draws from torch, so two forked workers made
+    identical flip decisions; each batch now draws from (seed, batch number)."""
+    _, cases, split = trainer_env
+    keys = []
+    two_workers = _flip_decisions(cases, monkeypatch, workers=2, batches=40, keys=keys)
+    identifiers = sorted(split["train"])
+    assert keys == [[identifiers[i] for i in global_batch_cases(N_TRAIN, 2, b, 0)] for b in range(40)]
+    worker0, worker1 = two_workers[0::2], two_workers[1::2]  # worker t makes global batches t, t + 2, ...
+    assert worker0 != worker1
+    assert any(map(any, worker0)) and any(map(any, worker1))
+    # reproducible, and a function of the batch, not of the worker count or the process's torch state
+    torch.manual_seed(12345)
+    one_process = _flip_decisions(cases, monkeypatch, workers=0, batches=150)
+    assert one_process[:40] == two_workers
+    flips = sum(map(sum, one_process))
+    assert 12 <= flips <= 48  # p = 0.1 of 300 samples: 30 +- 4.4 sigma
 
 
 def test_ddp_ranks_split_one_global_batch_and_the_epoch_keeps_its_length(trainer_env, monkeypatch):
@@ -196,6 +230,10 @@ def test_ddp_ranks_split_one_global_batch_and_the_epoch_keeps_its_length(trainer
     ]
     for _ in range(6):
         assert single.get_indices() == ranks[0].get_indices() + ranks[1].get_indices()
+    # each rank draws the augmentation of its own sample from its own seed (not both from one state)
+    from nnunet_recur.trainers.sampling import batch_seed
+
+    assert len({batch_seed(4, 7, rank) for rank in (0, 1)} | {batch_seed(4, 8, 0)}) == 3
 
 
 def test_iterations_per_epoch_is_ceil_of_cases_over_batch():
@@ -244,6 +282,25 @@ def test_docs_commands_agree_that_tta_is_off_by_default():
     assert "without `--disable_tta`) uses that axis only" not in trainers
 
 
+def test_docs_describe_the_augmenter_loss_and_plateau_the_code_builds(trainer_env, monkeypatch):
+    """Issue 18 1.6: docs/trainers.md rows that disagreed with the code."""
+    from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
+
+    monkeypatch.setenv("nnUNet_n_proc_DA", "2")
+    loader, _ = make_trainer().get_dataloaders()
+    loader._finish()  # workers start at the first batch: none to stop
+    assert type(loader) is MultiThreadedAugmenter  # in order; nnU-Net's NonDet... is not
+    docs = " ".join((REPO / "docs" / "trainers.md").read_text().split())
+    assert "the loaders are `NonDetMultiThreadedAugmenter`s" not in docs
+    assert (
+        "runs in batchgenerators' `MultiThreadedAugmenter` (not nnU-Net's `NonDetMultiThreadedAugmenter`)"
+        in docs
+    )
+    assert "batch Dice from the authors' released scripts (`batch=True`), not the paper's text" in docs
+    assert "the lr falls on the **11th** epoch in a row without improvement" in docs
+    assert "Not tested without a GPU: the autocast numerics on CUDA" in docs
+
+
 # -------------------------------------------------------------------------------- 4. precision, clipping
 def test_paper_step_is_fp32_without_clipping_or_grad_scaler(trainer_env, monkeypatch):
     trainer = make_trainer()
@@ -272,6 +329,91 @@ def test_mixed_precision_is_a_named_variant_bf16_where_supported(trainer_env, mo
     paper = make_trainer()
     paper.device = torch.device("cuda")
     assert paper._autocast_dtype() is None
+
+
+@pytest.mark.filterwarnings("ignore:.*CUDA is not available.*:UserWarning")
+@pytest.mark.parametrize(
+    ("name", "bf16", "autocast", "scaler"),
+    [
+        ("nnUNetTrainerRecur", True, None, False),  # the paper: fp32 on a GPU too, no GradScaler
+        ("nnUNetTrainerRecurMixedPrecision", True, torch.bfloat16, False),
+        ("nnUNetTrainerRecurMixedPrecision", False, torch.float16, True),  # fp16 needs the scaler
+    ],
+)
+def test_grad_scaler_and_autocast_as_the_constructor_decides_them_on_a_cuda_device(
+    trainer_env, monkeypatch, name, bf16, autocast, scaler
+):
+    """The decision nnU-Net's and our constructors make for device type 'cuda', taken on a machine without a
+    GPU (nnU-Net builds a GradScaler for every CUDA trainer; ours keeps it for fp16 only). What runs on a GPU
+    (the autocast numerics, the scaler's steps) is not tested here: bench/gpu_epoch.py on a GPU."""
+    from torch import GradScaler
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    trainer = make_trainer(name, device="cuda")
+    assert trainer.device.type == "cuda"
+    assert trainer.autocast_dtype == autocast
+    assert isinstance(trainer.grad_scaler, GradScaler) if scaler else trainer.grad_scaler is None
+    context = trainer._autocast()
+    if autocast is None:
+        assert not isinstance(context, torch.autocast)
+    else:
+        assert isinstance(context, torch.autocast) and context.device == "cuda"
+        assert context.fast_dtype == autocast
+
+
+def test_initialize_builds_the_papers_loss_optimiser_and_plateau_schedule(trainer_env):
+    """What initialize() builds, not the class attributes: reverting to nnU-Net's Dice + CE, SGD or the poly
+    schedule fails here. The plateau cuts the lr on the 11th epoch in a row without improvement (PyTorch's
+    patience counts bad epochs > 10; docs/trainers.md states it against the paper's "ten")."""
+    trainer = make_trainer()
+    trainer.initialize()
+    assert type(trainer.loss) is PaperDiceLoss
+    logits, target = torch.randn(2, 1, 4, 6, 6), torch.rand(2, 1, 4, 6, 6) > 0.7
+    expected = _old_sigmoid_soft_dice(logits, target)  # MONAI DiceLoss(sigmoid=True, batch=True), 1e-5
+    assert float(trainer.loss(logits, target)) == pytest.approx(float(expected), rel=1e-5)
+    assert type(trainer.optimizer) is torch.optim.Adam
+    group = trainer.optimizer.param_groups[0]
+    assert (group["lr"], group["betas"], group["eps"], group["weight_decay"]) == (
+        0.1,
+        (0.9, 0.999),
+        1e-8,
+        0.0,
+    )
+    assert {id(p) for p in group["params"]} == {id(p) for p in trainer.network.parameters()}
+    scheduler = trainer.lr_scheduler
+    assert type(scheduler) is torch.optim.lr_scheduler.ReduceLROnPlateau
+    assert (scheduler.mode, scheduler.factor, scheduler.patience) == ("max", 0.05, 10)
+    scheduler.step(0.5)  # the first value is an improvement
+    for _ in range(10):
+        scheduler.step(0.5)
+        assert group["lr"] == 0.1  # ten epochs without improvement: not yet
+    scheduler.step(0.5)
+    assert group["lr"] == pytest.approx(0.005)  # the 11th
+
+
+def test_our_checkpoint_holds_every_key_nnunets_own_save_checkpoint_writes(
+    trainer_env, tmp_path, monkeypatch
+):
+    """nnU-Net 2.8.1's save_checkpoint, captured by patching torch.save: ours must write every key it does
+    (load_checkpoint and the predictor read them), so an nnU-Net update cannot silently break them."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    trainer = make_trainer()
+    trainer.initialize()
+    written = []
+    save = torch.save
+
+    def capture(obj, f, *args, **kwargs):
+        written.append(obj)
+        return save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", capture)
+    nnUNetTrainer.save_checkpoint(trainer, str(tmp_path / "upstream.pth"))
+    trainer.save_checkpoint(str(tmp_path / "ours.pth"))
+    upstream, ours = written
+    assert len(upstream) >= 9 and set(upstream) <= set(ours), set(upstream) - set(ours)
+    assert ours["trainer_name"] == upstream["trainer_name"] == "nnUNetTrainerRecur"
+    assert ours["init_args"] == upstream["init_args"] and ours["current_epoch"] == upstream["current_epoch"]
 
 
 # --------------------------------------------------------------------------------------- 5. Dice loss
@@ -349,6 +491,28 @@ def test_fine_tuning_drops_only_a_head_of_another_shape_and_says_so(tmp_path, ca
     report = load_pretrained_weights_on_cpu(RecurUNet(num_classes=1), path)
     assert report["dropped"] and all(".seg_layers." in key for key in report["dropped"])
     assert "dropped" in capsys.readouterr().out
+
+
+def test_fine_tuning_writes_the_transfer_into_nnunets_training_log(trainer_env, tmp_path):
+    """Issue 18 1.5: what was loaded and what re-initialised goes to training_log_*.txt, not only stdout."""
+    import nnunetv2.run.run_training as run_training
+
+    trainer = make_trainer("nnUNetTrainerRecurFinetune")
+    trainer.initialize()
+    pretrained = {k: torch.full_like(v, 0.5) for k, v in trainer.network.state_dict().items()}
+    path = str(tmp_path / "gtvp.pth")
+    torch.save({"network_weights": pretrained}, path)
+    run_training.maybe_load_checkpoint(
+        trainer, False, False, path
+    )  # what nnUNetv2_train -pretrained_weights runs
+    assert torch.equal(
+        trainer.network.decoder.seg_layers[0].weight, pretrained["decoder.seg_layers.0.weight"]
+    )
+    log = Path(trainer.log_file).read_text()
+    assert f"{len(pretrained)} of {len(pretrained)} tensors transferred; output head transferred" in log
+    assert "Layers loaded from the pre-trained weights: encoder.stages.0.0, " in log
+    assert "Layers re-initialised (kept their fresh initialisation): none" in log
+    assert "transferred decoder.seg_layers.0.weight shape" in log  # nnU-Net asks for verbose
 
 
 # --------------------------------------------------------------------------------------- 9. small guards

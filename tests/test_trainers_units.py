@@ -1,6 +1,7 @@
 """Fast checks of the trainer pieces: loss vs MONAI, labels, plans maths, flip, environment, trainer look-up,
 loading GPU checkpoints on a CPU machine."""
 
+import json
 import os
 import pickle
 import sys
@@ -270,7 +271,7 @@ def test_the_trainer_installs_the_cpu_loader_where_nnunetv2_train_calls_it():
     from nnunet_recur.trainers.recur_trainer import install_cpu_safe_pretrained_loader
 
     install_cpu_safe_pretrained_loader()
-    assert run_training.load_pretrained_weights is load_pretrained_weights_on_cpu
+    assert run_training.load_pretrained_weights.__wrapped__ is load_pretrained_weights_on_cpu
 
 
 # --------------------------------------------------------------------------------------------- seeds
@@ -298,3 +299,30 @@ def test_best_seed_without_runs_names_the_folder(tmp_path):
 
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         select_best_seed(tmp_path)
+
+
+def test_seed_selection_state_follows_the_fold_results(tmp_path):
+    """Issue 18 1.4: a selection is current only while it lists what fold_*/recur_best.json hold."""
+    from nnunet_recur.trainers.seeds import select_best_seed, selection_state
+
+    def run(fold, metric):
+        (tmp_path / f"fold_{fold}").mkdir(exist_ok=True)
+        record = {"fold": fold, "seed": fold, "monitor": "val_dice", "best_metric": metric}
+        (tmp_path / f"fold_{fold}" / "recur_best.json").write_text(
+            json.dumps({**record, "best_epoch": 1, "epochs_trained": 2})
+        )
+
+    assert selection_state(tmp_path) == "missing"
+    run(0, 0.5)
+    run(1, float("nan"))
+    select_best_seed(tmp_path)
+    assert selection_state(tmp_path) == "current"  # NaN runs compare equal to their record
+    run(2, 0.7)  # a fold added after the selection
+    assert selection_state(tmp_path) == "stale"
+    select_best_seed(tmp_path, folds=[0, 1])
+    assert selection_state(tmp_path) == "current"  # made over folds 0 and 1 only: fold 2 does not count
+    run(1, 0.6)  # a fold retrained
+    assert selection_state(tmp_path) == "stale"
+    for fold in (0, 1, 2):
+        (tmp_path / f"fold_{fold}" / "recur_best.json").unlink()
+    assert selection_state(tmp_path) == "unverifiable"  # an exported model: nothing to check against

@@ -110,4 +110,4 @@ def test_command_writes_the_figure_and_rejects_a_bad_run_argument(tmp_path):
     assert ok.exit_code == 0 and "kept epoch 1" in ok.output, ok.output
     assert (tmp_path / "training_curves.png").is_file()
     bad = CliRunner().invoke(app, ["training-curves", "--run", str(fold), "--out", str(tmp_path)])
-    assert bad.exit_code == 1 and "expected LABEL=FOLD_DIR" in bad.output and "Traceback" not in bad.output
+    assert bad.exit_code == 2 and "expected LABEL=FOLD_DIR" in bad.output and "Traceback" not in bad.output

@@ -54,7 +54,7 @@ def test_demo_jobs_use_only_public_commands_in_paper_order(tmp_path):
     assert graph.deps["select_ai_random"] == ("train_ai_random_seed0", "train_ai_random_seed1")
     assert graph.deps["predict_ai_finetune"] == ("select_ai_finetune",)
     assert set(graph.deps["compare"]) == {"predict_ai_random", "predict_ai_finetune", "suvmax_predict",
-                                          "gtv_predict"}  # fmt: skip
+                                          "gtv_predict", "select_best_cnn"}  # fmt: skip
     static = [s for s in stages if not callable(s.commands)]
     for stage in static:
         for argv in stage.resolved_commands():
@@ -85,6 +85,22 @@ def test_predict_uses_the_fold_recur_best_seed_chose(tmp_path):
     (model / "seed_selection.json").write_text(json.dumps({"best_fold": 1}))
     argv = jobs["predict_ai_random"].resolved_commands()[0]
     assert argv[argv.index("-f") + 1] == "1" and argv[0] == "nnUNetv2_predict"
+    # a fold retrained after its select job (issue 18 1.4): the predict job uses the recomputed best seed
+    from nnunet_recur.trainers.seeds import select_best_seed
+
+    def record(fold, metric):
+        (model / f"fold_{fold}").mkdir(exist_ok=True)
+        (model / f"fold_{fold}" / "recur_best.json").write_text(json.dumps(
+            {"fold": fold, "seed": fold, "monitor": "val_dice", "best_metric": metric, "best_epoch": 1,
+             "epochs_trained": 2}))  # fmt: skip
+
+    record(0, 0.2)
+    record(1, 0.5)
+    assert select_best_seed(model).fold == 1
+    record(0, 0.9)
+    argv = jobs["predict_ai_random"].resolved_commands()[0]
+    assert argv[argv.index("-f") + 1] == "0"
+    assert json.loads((model / "seed_selection.json").read_text())["best_fold"] == 0
 
 
 def test_interrupted_training_resumes_with_c_and_drops_pretrained_weights(tmp_path):
@@ -205,7 +221,9 @@ def test_demo_defaults_are_those_of_experiment_1():
     t = d.resolve_trainers(cfg.epochs, d.available_trainers(), cfg.pretrain_epochs)
     assert t == d.DemoTrainers("nnUNetTrainerRecurPretrain_20epochs", "nnUNetTrainerRecur_50epochs",
                                "nnUNetTrainerRecurFinetune_50epochs")  # fmt: skip
-    assert d.pick_device("cpu") == "cpu" and d.pick_device("auto") in ("cpu", "cuda")
+    from nnunet_recur.device_choice import resolve_device
+
+    assert resolve_device("cpu") == "cpu" and resolve_device("auto") in ("cpu", "cuda", "mps")
 
 
 def test_epochs_map_onto_trainer_variants():
@@ -329,7 +347,10 @@ def test_cv_refuses_folds_that_splits_final_json_does_not_have(tmp_path):
     splits.write_text(json.dumps([{"train": ["RECUR_002"], "val": ["RECUR_001"]}] * 5))
     with pytest.raises(c.CVSetupError, match=r"fold\(s\) \[9\] do not exist"):
         c.build_cv_jobs(777, "nnUNetTrainerRecur", [0, 9], "cpu", tmp_path / "o", env)
-    assert c.build_cv_jobs(777, "nnUNetTrainerRecur", [0, 4], "cpu", tmp_path / "o", env)
+    jobs = c.build_cv_jobs(777, "nnUNetTrainerRecur", [0, 4], "cpu", tmp_path / "o", env)
+    assert [j.name for j in jobs if j.name.startswith("train_")] == ["train_fold0", "train_fold4"]
+    argv = {j.name: j for j in jobs}["train_fold4"].resolved_commands()[0]
+    assert argv[:4] == ["nnUNetv2_train", "777", "3d_recur", "4"]
 
 
 @pytest.mark.parametrize("size", ["demo", "small"])

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from nnunet_recur.dataset_conversion.cli_readers import pet, rtstruct
+from nnunet_recur.exit_status import BAD_INPUT
 
 app = typer.Typer(
     help=(
@@ -86,7 +87,7 @@ def _run(function, **kwargs) -> None:
         summary = function(**kwargs)
     except (DatasetLocationError, OSError, ValueError) as exc:  # OSError: a report on a full disk
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(BAD_INPUT) from exc
     _finish(summary)
 
 
@@ -173,7 +174,7 @@ def inhouse(
         prescriptions = parse_rx(rx)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(BAD_INPUT) from exc
     _run(
         convert_inhouse,
         src=src,
@@ -270,7 +271,7 @@ def new_patient(
 
     if not (dataset / "dataset.json").is_file():
         typer.echo(f"error: {dataset}: no dataset.json (pass the DatasetXXX_Name folder)", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(BAD_INPUT)
     try:
         written = prepare_new_patient(
             patient,
@@ -284,12 +285,12 @@ def new_patient(
         )
     except ConversionError as err:
         typer.echo(f"error [{err.cause}]: {err}", err=True)
-        raise typer.Exit(1) from err
+        raise typer.Exit(BAD_INPUT) from err
     except (ValueError, OSError) as err:  # a case id with separators, a full disk
         typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from err
+        raise typer.Exit(BAD_INPUT) from err
     except KeyError as err:
         typer.echo(f"error: {dataset / 'dataset.json'}: no crop box {err} recorded", err=True)
-        raise typer.Exit(1) from err
+        raise typer.Exit(BAD_INPUT) from err
     for path in written.values():
         typer.echo(str(path))

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import typer
 
+from nnunet_recur.exit_status import BAD_INPUT
+
 
 def write_image_atomic(image, path: Path) -> None:
     """Write a SimpleITK image to `path` via a temporary file in the same folder (never half-written)."""
@@ -31,7 +33,7 @@ def _fail(exc: Exception) -> None:
     cause = getattr(exc, "cause", None)
     prefix = f"error [{cause}]" if cause else "error"
     typer.secho(f"{prefix}: {exc}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(1)
+    raise typer.Exit(BAD_INPUT)
 
 
 def pet(

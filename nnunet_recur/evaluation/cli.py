@@ -17,6 +17,7 @@ from nnunet_recur.evaluation.cli_dose import dose_pattern
 from nnunet_recur.evaluation.cli_dp_qa import dp_qa
 from nnunet_recur.evaluation.cli_federated import pool, site_summary
 from nnunet_recur.evaluation.cli_training_curves import training_curves
+from nnunet_recur.exit_status import BAD_INPUT, FAILED_CASES
 
 app = typer.Typer(
     name="recur-eval",
@@ -53,7 +54,7 @@ def _command(name: str):
 
 #: Exit status of an expected error (bad input, refused run): one `error:` line, no traceback, like a
 #: usage error. A batch that ran but recorded failed cases exits 1.
-ERROR_EXIT = 2
+ERROR_EXIT = BAD_INPUT
 
 
 @contextmanager
@@ -265,7 +266,7 @@ def suvmax_sweep(
     typer.echo(f"best SUVmax threshold: {best[0]} % (mean Dice {best[1]:.3f} over {len(scored)} {case_set})")
     typer.echo(f"wrote {out / 'sweep.csv'}, {out / 'best.json'}, {out / 'figure4.png'}")
     if excluded:
-        raise typer.Exit(1)
+        raise typer.Exit(FAILED_CASES)
 
 
 def _write_predictions(job, selected: list[str], out: Path, workers: int, label: str) -> None:
@@ -350,7 +351,7 @@ def suvmax_predict(
         failed = _write_predictions(job, selected, out, workers, f"SUVmax {percent:g} %")
         write_json(record, {"percent": percent, "cases": selected, "failed": failed})
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(FAILED_CASES)
 
 
 @_command("gtv-predict")
@@ -375,7 +376,7 @@ def gtv_predict(
         out.mkdir(parents=True, exist_ok=True)
         failed = _write_predictions(GtvPredictCase(mask_dir, out, overwrite), selected, out, workers, "GTV")
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(FAILED_CASES)
 
 
 @_command("compare")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from nnunet_recur.exit_status import BAD_INPUT
+
 
 def training_curves(
     run: list[str] = typer.Option(
@@ -37,7 +39,7 @@ def training_curves(
         paths = write_training_curves(curves, out)
     except TrainingCurveError as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(BAD_INPUT) from None
     for c in curves:
         kept = "none" if c.chosen_epoch is None else f"epoch {c.chosen_epoch}"
         typer.echo(f"{c.label}: {c.epochs} epochs, kept {kept}")

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from nnunet_recur.device_choice import DEVICE_HELP, DeviceChoice
+from nnunet_recur.exit_status import BAD_INPUT, FAILED_CASES
+
 PREDICT_HELP = "\n\n".join(
     [
         "Predict where a new patient's cancer may recur, from the pre-treatment DICOM (planning CT + PET + "
@@ -80,7 +83,7 @@ def predict(
         "--ct-series",
         help="CT SeriesInstanceUID or SeriesDescription regex, when the RTSTRUCT names none.",
     ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: DeviceChoice = typer.Option(DeviceChoice.auto, "--device", help=DEVICE_HELP),
     calibration: bool = typer.Option(
         True,
         "--calibration/--no-calibration",
@@ -164,7 +167,7 @@ def predict(
         jobs = _jobs(patients, out, cohort)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(BAD_INPUT) from exc
 
     def report(result) -> None:
         if result.ok:
@@ -185,24 +188,24 @@ def predict(
             report(result)
         if not jobs:
             typer.echo(f"0 of {len(results)} patient(s) predicted")
-            raise typer.Exit(1)
+            raise typer.Exit(FAILED_CASES)
         from nnunet_recur.prediction.inference import FoldPredictor
 
-        predictor = FoldPredictor(resolved, chosen, device=device, tta=tta)
+        predictor = FoldPredictor(resolved, chosen, device=device.value, tta=tta)
         predictor.fold_choice = how
         typer.echo(f"model {resolved.model_id}, folds {chosen} ({how}), device {predictor.predictor.device}")
         typer.echo(_calibration_line(resolved.folder, calibration))
         results += run_batch(jobs, predictor, options, workers=workers, on_result=report)
     except ModelError as exc:
         typer.echo(f"error [model]: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(BAD_INPUT) from exc
     finally:
         if resolved is not None:
             resolved.close()
     failed = [r for r in results if not r.ok]
     typer.echo(f"{len(results) - len(failed)} of {len(results)} patient(s) predicted")
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(FAILED_CASES)
 
 
 def _calibration_line(folder: Path, enabled: bool) -> str:

@@ -21,15 +21,15 @@ from nnunet_recur.prediction.model import Model, ModelError
 
 
 def pick_device(device: str):
+    """The torch device for ``--device`` (auto|cpu|cuda|mps, :mod:`nnunet_recur.device_choice`)."""
     import torch
 
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ModelError("--device cuda: no CUDA device available")
-    if device not in ("cpu", "cuda"):
-        raise ModelError(f"--device {device!r}: choose auto, cpu or cuda")
-    return torch.device(device)
+    from nnunet_recur.device_choice import DeviceError, resolve_device
+
+    try:
+        return torch.device(resolve_device(device))
+    except DeviceError as exc:
+        raise ModelError(str(exc)) from exc
 
 
 @dataclass

@@ -8,7 +8,9 @@ the converter's crop box and settings travel in the model's dataset.json).
 
 Folds: ``best`` is the seed chosen on validation (seed_selection.json written by
 `nnunet_recur.trainers.seeds.select_best_seed`, computed here from fold_*/recur_best.json when those are
-present); a model with a single fold needs no selection; several folds without a selection is an error.
+present and no selection exists, or when the selection no longer lists what those files hold - a fold
+retrained or added after `recur best-seed` - see ``seeds.selection_state``); a model with a single fold needs
+no selection; several folds without a selection is an error.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnunet_recur.trainers.planning import RECUR_CONFIGURATION, RECUR_PLANS_NAME
-from nnunet_recur.trainers.seeds import SELECTION_FILE, read_seed_runs, select_best_seed
+from nnunet_recur.trainers.seeds import SELECTION_FILE, refresh_selection
 
 # dataset.json channel name -> the key of the prepared image (`prepare.crop_case`) that feeds it
 CHANNEL_IMAGES = {"CT": "ct", "PET": "pet", "PET_zscore_patient": "pet_zscore"}
@@ -175,16 +177,19 @@ def choose_folds(model: Model, folds: list[str]) -> tuple[list[int], str]:
     """The folds to use and how they were chosen ("best (seed_selection.json)", "requested", ...)."""
     if not folds or folds == ["best"]:
         selection = model.folder / SELECTION_FILE
-        if not selection.is_file() and read_seed_runs(model.folder):
-            try:
-                select_best_seed(model.folder)  # the project's one best-seed rule; writes the selection
-            except (OSError, ValueError) as exc:
-                raise ModelError(f"{model.folder}: cannot select the best seed ({exc})") from exc
+        try:  # the project's one best-seed rule; (re)writes a missing or stale selection
+            state = refresh_selection(model.folder)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{model.folder}: cannot select the best seed ({exc})") from exc
+        note = ", recomputed: the fold results changed after it was written" if state == "stale" else ""
         if selection.is_file():
-            best = int(json.loads(selection.read_text())["best_fold"])
+            try:
+                best = int(json.loads(selection.read_text())["best_fold"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ModelError(f"{selection}: unreadable seed selection ({exc})") from exc
             if best not in model.available_folds:
                 raise ModelError(f"{selection}: best fold {best} has no {model.checkpoint}")
-            return [best], f"best seed (fold {best}, {SELECTION_FILE})"
+            return [best], f"best seed (fold {best}, {SELECTION_FILE}{note})"
         if len(model.available_folds) == 1:
             return list(model.available_folds), f"the model's only fold ({model.available_folds[0]})"
         raise ModelError(

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from nnunet_recur.exit_status import BAD_INPUT
+
 
 class CohortFormat(str, Enum):
     inhouse_dicom = "inhouse-dicom"
@@ -76,7 +78,7 @@ def synth(
         counts = parse_sites(sites, cases) if sites is not None else None
     except ValueError as err:
         console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from err
+        raise typer.Exit(BAD_INPUT) from err
     skipped = 0
     with Progress(
         TextColumn("[bold]synth[/bold] {task.description}"),
@@ -102,7 +104,7 @@ def synth(
                 names = make_cohort(out, cases, seed, fmt.value, size.value, defects, progress=advance)
         except ValueError as err:
             console.print(f"[red]error:[/red] {err}")
-            raise typer.Exit(2) from err
+            raise typer.Exit(BAD_INPUT) from err
     if counts:
         listing = ", ".join(f"{site} {len(n)}" for site, n in by_site.items())
         typer.echo(

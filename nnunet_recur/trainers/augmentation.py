@@ -4,7 +4,9 @@ nnU-Net's preprocessed arrays are (c, z, y, x) with our plans' identity transpos
 each sample to the transform as (c, z, y, x): x - the patient's left-right axis for axial CT - is the last
 axis. (nnU-Net's own ``MirrorTransform`` flips each allowed axis with probability 0.5, which is why this
 exists.) The class lives in a normal package module so it pickles by reference into data-augmentation worker
-processes.
+processes. Its draw comes from torch's global generator, which the trainers' loader seeds per batch from the
+trainer's seed and the global batch number (:func:`nnunet_recur.trainers.sampling.batch_random_state`), so
+forked workers do not repeat each other's decisions.
 """
 
 from __future__ import annotations

@@ -6,13 +6,15 @@ always drops the ``.seg_layers.`` output head, even when its shape matches. The 
 load the full state: a GTVp model (1 sigmoid channel) fine-tunes into a relapse model (1 channel) with its
 head. Here every key whose name and shape match is transferred; only an output head of another shape (HECKTOR
 GTVp + GTVn, 2 channels) is dropped and stays freshly initialised. A missing key, or a shape mismatch outside
-the head, means another architecture and is refused. What was transferred and dropped is printed (nnU-Net's
-log).
+the head, means another architecture and is refused. What was transferred and what was re-initialised goes to
+``log``: the trainers pass their ``print_to_log_file``, so it lands in nnU-Net's ``training_log_*.txt`` as
+well as on stdout.
 """
 
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -26,9 +28,17 @@ def unwrap_network(network: nn.Module) -> nn.Module:
     return getattr(module, "_orig_mod", module)
 
 
-def load_pretrained_weights_on_cpu(network: nn.Module, fname: str, verbose: bool = False) -> dict:
+def _layers(keys: list[str]) -> str:
+    """Parameter keys as their layers, in order: ``encoder.stages.0.0.weight`` -> ``encoder.stages.0.0``."""
+    return ", ".join(dict.fromkeys(key.rsplit(".", 1)[0] for key in keys)) or "none"
+
+
+def load_pretrained_weights_on_cpu(
+    network: nn.Module, fname: str, verbose: bool = False, log: Callable[..., None] = print
+) -> dict:
     """Drop-in for nnU-Net's ``load_pretrained_weights`` (nnunetv2.run) that works without CUDA and keeps the
-    head when it fits. Returns ``{"transferred": [...], "dropped": [...]}`` (key names)."""
+    head when it fits. Returns ``{"transferred": [...], "dropped": [...]}`` (key names); ``log`` receives the
+    transfer report (which layers were loaded, which re-initialised; every tensor with ``verbose``)."""
     # A checkpoint is pickled code: unpickle tensors, plain values and the numpy scalars nnU-Net logs, nothing
     # else (weights_only=True), so a hostile -pretrained_weights file cannot run code (docs/conversion.md).
     import numpy as np
@@ -64,11 +74,13 @@ def load_pretrained_weights_on_cpu(network: nn.Module, fname: str, verbose: bool
     head = (
         f"output head dropped (other shape): {', '.join(dropped)}" if dropped else "output head transferred"
     )
-    print(
+    log(
         f"Loading pre-trained weights from {fname}: "
         f"{len(transferred)} of {len(own)} tensors transferred; {head}"
     )
+    log(f"Layers loaded from the pre-trained weights: {_layers(transferred)}")
+    log(f"Layers re-initialised (kept their fresh initialisation): {_layers(dropped)}")
     if verbose:
         for key in transferred:
-            print("transferred", key, "shape", tuple(own[key].shape))
+            log("transferred", key, "shape", tuple(own[key].shape))
     return {"transferred": transferred, "dropped": dropped}

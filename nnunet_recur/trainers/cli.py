@@ -6,6 +6,8 @@ import os
 
 import typer
 
+from nnunet_recur.exit_status import BAD_INPUT
+
 
 def _default_processes() -> int:
     return max(1, min(int(os.environ.get("nnUNet_def_n_proc", 8)), os.cpu_count() or 1))
@@ -71,7 +73,7 @@ def plan(
             )
     except PlanningError as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
+        raise typer.Exit(BAD_INPUT) from error
     for summary in summaries:
         status = "already up to date" if summary.preprocessing_skipped else "preprocessed"
         typer.echo(
@@ -125,7 +127,7 @@ def best_seed(
     results = os.environ.get("nnUNet_results")
     if not results:
         typer.echo('error: nnUNet_results is not set (see `eval "$(recur env)"`)', err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(BAD_INPUT)
     try:
         model_dir = (
             Path(results) / dataset_name(dataset_id) / f"{trainer}__{RECUR_PLANS_NAME}__{RECUR_CONFIGURATION}"
@@ -133,7 +135,7 @@ def best_seed(
         best = select_best_seed(model_dir)
     except (PlanningError, FileNotFoundError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
+        raise typer.Exit(BAD_INPUT) from error
     typer.echo(
         f"best fold {best.fold} (seed {best.seed}): {best.monitor} {best.best_metric:.4f} "
         f"at epoch {best.best_epoch}; "

@@ -1,6 +1,7 @@
 """The paper's loss and validation metric.
 
-Loss (paper II.F: MONAI's Dice loss, smoothing 1e-5): MONAI ``DiceLoss(sigmoid=True, batch=True,
+Loss (paper II.F: MONAI's Dice loss, smoothing 1e-5; batch Dice from the authors' released scripts - MONAI's
+default ``batch=False`` is per-sample): MONAI ``DiceLoss(sigmoid=True, batch=True,
 smooth_nr=1e-5, smooth_dr=1e-5)``, i.e. ``1 - (2 * sum(p * t) + 1e-5) / (sum(p) + sum(t) + 1e-5)`` with ``p =
 sigmoid(logits)``, the sums running over the batch *and* the voxels, one value per output channel, averaged
 over channels. :class:`PaperDiceLoss` computes it with nnunetv2's

@@ -172,8 +172,11 @@ class PublishedCodeUNet(RecurUNet):
         num_classes: int = 1,
         deep_supervision: bool = False,
         features_per_stage: Sequence[int] = PUBLISHED_CODE_FEATURES_PER_STAGE,
+        input_channel_indices: Sequence[int] | None = None,
     ):
-        super().__init__(input_channels, num_classes, deep_supervision, features_per_stage)
+        super().__init__(
+            input_channels, num_classes, deep_supervision, features_per_stage, input_channel_indices
+        )
 
 
 def published_layer_count(network: RecurUNet) -> int:
@@ -200,10 +203,11 @@ def published_layer_count(network: RecurUNet) -> int:
         network.eval()
         with torch.no_grad():
             parameter = next(network.parameters())
+            indices = network.input_channel_indices
             network(
                 torch.zeros(
                     1,
-                    network.encoder.stages[0][0].in_channels,
+                    network.encoder.stages[0][0].in_channels if indices is None else max(indices) + 1,
                     size,
                     size,
                     size,

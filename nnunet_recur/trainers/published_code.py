@@ -5,7 +5,9 @@ text, these variants follow the scripts (docs/trainers.md, "The authors' release
 difference and which ones are reproduced):
 
 * network ``netgen.UNet(n_blocks=5)``: :class:`~nnunet_recur.trainers.network.PublishedCodeUNet`, 22,576,193
-  parameters, 84 layers, four max-poolings. The variant writes it into its copy of the plans (so the
+  parameters, 84 layers, four max-poolings. It reads the inputs the plans name (``input_channel_indices``):
+  on a converter-made dataset CT and the patient-level z-scored PET, the scripts' two inputs, not the SUV
+  channel too. The variant writes it into its copy of the plans (so the
   ``plans.json`` next to the model names it and ``nnUNetv2_predict`` rebuilds it) and rounds each patch axis
   up to a multiple of 16, the same rule ``recur plan`` applies with 8 for the 4-level net; the paper's 128 x
   224 x 160 is already a multiple of 16 and stays, a smaller patch grows and nnU-Net pads the case to it
@@ -42,14 +44,19 @@ PAIR_DICE_SMOOTH = 1e-5  # MONAI DiceLoss(smooth_nr=smooth_dr=1e-5), as the scri
 
 
 def published_code_plans(plans: dict, configuration: str) -> dict:
-    """A copy of ``plans`` whose ``configuration`` builds PublishedCodeUNet at a patch divisible by 16."""
+    """A copy of ``plans`` whose ``configuration`` builds PublishedCodeUNet at a patch divisible by 16,
+    reading the same input channels as the plans' network."""
     plans = deepcopy(plans)
     config = plans["configurations"][configuration]
     divisor = PUBLISHED_CODE_PATCH_DIVISOR
     config["patch_size"] = [int(divisor * math.ceil(int(size) / divisor)) for size in config["patch_size"]]
+    arch_kwargs = {"features_per_stage": list(PUBLISHED_CODE_FEATURES_PER_STAGE)}
+    inputs = config.get("architecture", {}).get("arch_kwargs", {}).get("input_channel_indices")
+    if inputs is not None:  # the channels `recur plan` chose (CT + patient-level PET), as the scripts' two
+        arch_kwargs["input_channel_indices"] = list(inputs)
     config["architecture"] = {
         "network_class_name": PUBLISHED_CODE_NETWORK,
-        "arch_kwargs": {"features_per_stage": list(PUBLISHED_CODE_FEATURES_PER_STAGE)},
+        "arch_kwargs": arch_kwargs,
         "_kw_requires_import": [],
     }
     return plans

@@ -5,11 +5,13 @@ What it changes against nnU-Net's default trainer, and why:
 * Network: whatever the plans name - ``recur plan`` writes :class:`~nnunet_recur.trainers.network.RecurUNet`.
   No deep supervision (the paper's net has one output).
 * Optimiser: Adam (beta 0.9/0.999, eps 1e-8, no weight decay), lr 0.1; ``ReduceLROnPlateau`` on the validation
-  metric (factor 0.05, patience 10 epochs) instead of nnU-Net's poly schedule stepped at every epoch start.
+  metric (factor 0.05, patience 10 epochs: PyTorch cuts on the 11th epoch without improvement, the paper
+  says "following ten") instead of nnU-Net's poly schedule stepped at every epoch start.
 * Labels: one sigmoid channel per foreground label (``{"relapse": [1]}`` is read as the region ``[1, 1]``, see
   :mod:`nnunet_recur.trainers.labels`), so probability files have one channel.
-* Loss: soft Dice on the sigmoid output, batch Dice, smoothing 1e-5 (MONAI ``DiceLoss(sigmoid=True,
-  batch=True)``), computed by nnU-Net's ``MemoryEfficientSoftDiceLoss`` so that DDP ranks share one Dice.
+* Loss: soft Dice on the sigmoid output, smoothing 1e-5 (the paper: MONAI's Dice loss), batch Dice (the
+  authors' released scripts, MONAI ``DiceLoss(sigmoid=True, batch=True)``; MONAI's default is per-sample),
+  computed by nnU-Net's ``MemoryEfficientSoftDiceLoss`` so that DDP ranks share one Dice.
 * Augmentation: a left-right flip with p = 0.1 and nothing else (no rotation/scaling, so the data loader crops
   the final patch directly). No test-time augmentation: ``inference_allowed_mirroring_axes`` is None, so
   ``nnUNetv2_predict`` does one forward pass on CPU and GPU alike (``nnUNetTrainerRecurTTA`` opts in).
@@ -107,19 +109,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def install_cpu_safe_pretrained_loader() -> None:
-    """Make ``nnUNetv2_train -pretrained_weights`` map checkpoints to the CPU before loading.
+def install_cpu_safe_pretrained_loader(log=print) -> None:
+    """Make ``nnUNetv2_train -pretrained_weights`` map checkpoints to the CPU before loading, and report the
+    transfer through ``log`` (the trainer's ``print_to_log_file``: nnU-Net's training log and stdout).
 
     ``nnunetv2.run.run_training.maybe_load_checkpoint`` calls its module-level ``load_pretrained_weights``
     right after ``trainer.initialize()``; swapping that name for our map_location='cpu' twin is the one hook
-    there is.
+    there is. The installed function's ``__wrapped__`` is :func:`load_pretrained_weights_on_cpu`.
     """
     module = sys.modules.get("nnunetv2.run.run_training")
-    if (
-        module is not None
-        and getattr(module, "load_pretrained_weights", None) is not load_pretrained_weights_on_cpu
-    ):
-        module.load_pretrained_weights = load_pretrained_weights_on_cpu
+    if module is None:
+        return
+
+    def load_pretrained_weights(network, fname, verbose=False):
+        return load_pretrained_weights_on_cpu(network, fname, verbose, log=log)
+
+    load_pretrained_weights.__wrapped__ = load_pretrained_weights_on_cpu
+    module.load_pretrained_weights = load_pretrained_weights
 
 
 class nnUNetTrainerRecur(nnUNetTrainer):
@@ -181,7 +187,7 @@ class nnUNetTrainerRecur(nnUNetTrainer):
         super().initialize()
         if not self.label_manager.has_regions:  # sigmoid_region_labels guarantees it; nnU-Net may change
             raise RuntimeError(f"nnU-Net did not read {self.dataset_json['labels']} as sigmoid regions")
-        install_cpu_safe_pretrained_loader()
+        install_cpu_safe_pretrained_loader(self.print_to_log_file)
         schedule = (
             f"ReduceLROnPlateau on {self.monitor} "
             f"(factor {self.plateau_factor}, patience {self.plateau_patience})"

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from nnunet_recur.device_choice import DEVICE_HELP, DeviceChoice, DeviceError, resolve_device
+from nnunet_recur.exit_status import BAD_INPUT, FAILED_CASES, INTERRUPTED
 from nnunet_recur.workflow.demo import (
     DEFAULT_EPOCHS,
     DEFAULT_HECKTOR_CASES,
@@ -25,17 +27,6 @@ class Size(str, Enum):
     demo = "demo"
     small = "small"
     paper = "paper"
-
-
-class Device(str, Enum):
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class DemoDevice(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 def _epochs_help() -> str:
@@ -64,13 +55,13 @@ def _drive(jobs, folder: Path, executor, env, console, max_retries, wait=True, e
         driver.run(wait=wait)
     except JobError as err:
         report_failure(console, err)
-        raise typer.Exit(1) from err
+        raise typer.Exit(FAILED_CASES) from err
     except (JournalError, GraphError) as err:
         console.print(f"[red]error:[/red] {err}", soft_wrap=True)
-        raise typer.Exit(2) from err
+        raise typer.Exit(BAD_INPUT) from err
     except KeyboardInterrupt:
         console.print("\n[yellow]Interrupted.[/yellow] Run the same command again to resume.")
-        raise typer.Exit(130) from None
+        raise typer.Exit(INTERRUPTED) from None
     return driver
 
 
@@ -97,10 +88,10 @@ def demo(
         max=5,
         help="Seeds per method; the best on validation Dice is kept (paper: 5).",
     ),  # fmt: skip
-    device: DemoDevice = typer.Option(
-        DemoDevice.auto,
+    device: DeviceChoice = typer.Option(
+        DeviceChoice.auto,
         "--device",
-        help="Where nnU-Net trains and predicts: auto = cuda when torch sees a GPU, else cpu. The defaults "
+        help="Where nnU-Net trains and predicts: " + DEVICE_HELP + " The defaults "
         "are sized for 2 CPU cores; with a GPU the demo may use more epochs (--epochs 100) in the same "
         "budget.",
     ),
@@ -138,12 +129,17 @@ def demo(
     from nnunet_recur.workflow.executors.local import LocalExecutor
 
     console = Console(highlight=False)
+    try:
+        chosen_device = resolve_device(device)
+    except DeviceError as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(BAD_INPUT) from exc
     cfg = d.DemoConfig(
         out=d.display_path(out),
         size=size.value,
         epochs=epochs,
         seeds=seeds,
-        device=d.pick_device(device.value),
+        device=chosen_device,
         inhouse_cases=inhouse_cases,
         hecktor_cases=hecktor_cases,
         seed=seed,
@@ -156,7 +152,7 @@ def demo(
         d.check_dataset_ids(env)
     except (ValueError, ImportError) as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(BAD_INPUT) from exc
     console.rule("nnunet-recur demo")
     console.print("The commands below need these variables (the demo sets them itself):", style="dim")
     for k, v in env.items():
@@ -190,7 +186,9 @@ def cv(
     folds: str = typer.Option(
         "0,1,2,3,4", "--folds", help="Comma-separated folds to train (independent jobs)."
     ),
-    device: Device = typer.Option(Device.cuda, "--device", help="Where nnU-Net trains."),
+    device: DeviceChoice = typer.Option(
+        DeviceChoice.auto, "--device", help="Where nnU-Net trains: " + DEVICE_HELP + " (Slurm: auto = cuda)"
+    ),
     out: Path = typer.Option(
         None, "--out", help="Report folder (default ./recur_cv/DatasetXXX_Name/TRAINER)."
     ),
@@ -221,13 +219,14 @@ def cv(
     console = Console(highlight=False)
     try:
         fold_list = c.parse_folds(folds)
-        env = c.cv_environment(device.value)
-        dataset = c.dataset_folder_name(Path(env["nnUNet_raw"]), dataset_id)
-        out_dir = (out or Path("recur_cv") / dataset / trainer).resolve()
-        stages = c.build_cv_jobs(dataset_id, trainer, fold_list, device.value, out_dir, env)
         ex_cfg = s.ExecutorConfig(kind="local", gpus=parse_gpus(gpus), max_retries=max_retries)
         if config is not None:
             ex_cfg = s.load_study(config).executor
+        chosen_device = resolve_device(device, runs_here=ex_cfg.kind == "local")
+        env = c.cv_environment(chosen_device)
+        dataset = c.dataset_folder_name(Path(env["nnUNet_raw"]), dataset_id)
+        out_dir = (out or Path("recur_cv") / dataset / trainer).resolve()
+        stages = c.build_cv_jobs(dataset_id, trainer, fold_list, chosen_device, out_dir, env)
         executor, executor_for = s.make_executors(ex_cfg, out_dir)
         if len(fold_list) > 1 and not c.pooled_is_possible(stages):
             console.print(
@@ -236,7 +235,7 @@ def cv(
             )
     except (ValueError, ImportError) as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(BAD_INPUT) from exc
     _drive(stages, out_dir, executor, env, console, max_retries=ex_cfg.max_retries, executor_for=executor_for,
            poll=ex_cfg.poll_interval())  # fmt: skip
     pooled = " and pooled/" if c.pooled_is_possible(stages) else ""
@@ -270,7 +269,11 @@ def study_run(
     epochs: int = typer.Option(
         None, "--epochs", min=0, help="Override the epochs of the study file (0 = the recipe)."
     ),
-    device: Device = typer.Option(None, "--device", help="Override the device of the study file."),
+    device: DeviceChoice = typer.Option(
+        None,
+        "--device",
+        help="Override the device of the study file: " + DEVICE_HELP + " (Slurm: auto = cuda)",
+    ),
     folder: Path = typer.Option(None, "--folder", help="Override the study folder (journal, logs, report)."),
     max_retries: int = typer.Option(None, "--max-retries", min=0, help="Resubmissions of a failed job."),
     wait: bool = typer.Option(
@@ -308,7 +311,7 @@ def study_run(
         ex, executor_for = s.make_executors(cfg.executor, cfg.folder)
     except (ValueError, ImportError) as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(BAD_INPUT) from exc
     console.rule(f"recur study: {cfg.folder} ({cfg.executor.kind})")
     for k, v in env.items():
         console.print(f"export {k}={v}", markup=False, soft_wrap=True)
@@ -343,12 +346,12 @@ def study_status(
     console = Console(highlight=False)
     if not (folder / JOURNAL_FILE).is_file():
         console.print(f"[red]error:[/red] {folder / JOURNAL_FILE}: no journal (run `recur study run` first)")
-        raise typer.Exit(2)
+        raise typer.Exit(BAD_INPUT)
     try:
         rows = study_rows(folder)
     except JournalError as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(BAD_INPUT) from exc
     if not watch:
         console.print(_status_table(rows))
         return

@@ -180,18 +180,6 @@ def epoch_choices(available: Iterable[str]) -> list[int]:
     return sorted(set(random) & set(finetune))
 
 
-def pick_device(choice: str) -> str:
-    """`--device auto`: cuda when torch sees a GPU, else cpu (torch is imported only for this question)."""
-    if choice != "auto":
-        return choice
-    try:
-        import torch  # noqa: PLC0415
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return "cpu"
-
-
 def nnunet_environment(out: Path, device: str) -> dict[str, str]:
     """nnU-Net's folders inside OUT unless the user already exported them, plus the trainer path."""
     env: dict[str, str] = {}

@@ -50,6 +50,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from nnunet_recur.device_choice import resolve_device
+from nnunet_recur.trainers.seeds import refresh_selection
+from nnunet_recur.workflow.best_method import BEST_CNN_FILE, BEST_CNN_JOB, best_method_job, read_best_method
 from nnunet_recur.workflow.cpu_env import cpu_training_env
 from nnunet_recur.workflow.graph import CPU, PREDICT, TRAIN, Job
 
@@ -317,9 +320,11 @@ def train_job(
 
 
 def selected_fold(model_dir: Path) -> int:
-    """The fold `recur best-seed` chose (seed_selection.json in the model folder)."""
+    """The fold `recur best-seed` chose (seed_selection.json in the model folder), recomputed by the same rule
+    if the fold results changed since (a fold retrained after its select job: trainers.seeds)."""
     path = model_dir / "seed_selection.json"
     try:
+        refresh_selection(model_dir)
         return int(json.loads(path.read_text())["best_fold"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StudyError(f"{path}: no best_fold ({exc}); run `recur best-seed` first") from exc
@@ -402,6 +407,10 @@ def study_jobs(lay: StudyLayout, plan: StudyPlan, after: Iterable[str] = ()) -> 
             )
         )
 
+    # Table 1's best CNN: chosen on validation Dice by the best-seed rule (workflow/best_method.py)
+    models = [(m.label, m.trainer, lay.model_dir(lay.relapse_dataset, m.trainer)) for m in plan.methods]
+    jobs.append(best_method_job(lay.report / BEST_CNN_FILE, models, after=tuple(selections.values())))
+
     # prediction of the test patients ------------------------------------------------------------
     predict_extra = ["--save_probabilities"] if plan.save_probabilities else []
     if plan.disable_tta:
@@ -480,7 +489,7 @@ def study_jobs(lay: StudyLayout, plan: StudyPlan, after: Iterable[str] = ()) -> 
         return [
             ["recur-eval", "compare", "--gt", str(raw / "labelsTs"), *preds,
              "--images", str(raw / "imagesTs"), "--masks", str(raw / "masksTs"),
-             "--best", plan.methods[0].label, "--out", str(lay.report)],
+             "--best", read_best_method(lay.report / BEST_CNN_FILE), "--out", str(lay.report)],
         ]  # fmt: skip
 
     jobs.append(
@@ -489,7 +498,12 @@ def study_jobs(lay: StudyLayout, plan: StudyPlan, after: Iterable[str] = ()) -> 
             "Compare all methods on the test patients: Table 1, statistics, figures",
             compare_command,
             outputs=[lay.report / n for n in ("table1.md", "stats.json", "per_case.csv")],
-            after=(*(f"predict_{m.key}" for m in plan.methods), "suvmax_predict", "gtv_predict"),
+            after=(
+                *(f"predict_{m.key}" for m in plan.methods),
+                "suvmax_predict",
+                "gtv_predict",
+                BEST_CNN_JOB,
+            ),
         )
     )
     # clinical output for one new patient (`recur predict`: DICOM RTSTRUCT, SEG, report), if asked for: last
@@ -659,8 +673,10 @@ def apply_overrides(cfg: StudyConfig, overrides: Mapping[str, object], source: P
         raise StudyError(f"{source}: [executor] kind must be 'local' or 'slurm', not {cfg.executor.kind!r}")
     if cfg.seeds < 1:
         raise StudyError(f"{source}: seeds must be at least 1")
+    if cfg.device == "auto":  # what this machine's torch sees; jobs on Slurm nodes: cuda (device_choice.py)
+        cfg = replace(cfg, device=resolve_device("auto", runs_here=cfg.executor.kind == "local"))
     if cfg.device not in ("cpu", "cuda", "mps"):
-        raise StudyError(f"{source}: device must be cpu, cuda or mps, not {cfg.device!r}")
+        raise StudyError(f"{source}: device must be auto, cpu, cuda or mps, not {cfg.device!r}")
     return cfg
 
 
