@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from nnunet_recur.device_choice import DEVICE_HELP, DeviceChoice, DeviceError, resolve_device
 from nnunet_recur.exit_status import BAD_INPUT, FAILED_CASES
 
 app = typer.Typer(
@@ -217,7 +218,7 @@ def site(
         None, "--work", help="scratch folder for local training (default DATA/../federated_work)"
     ),
     port: int = typer.Option(9094, "--port", help="local port of the SuperNode's ClientApp API (127.0.0.1)"),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+    device: DeviceChoice = typer.Option(DeviceChoice.auto, "--device", help=DEVICE_HELP),
     auth_key: Path | None = typer.Option(
         None, "--auth-key", help="this site's private key when the server uses --supernode-auth"
     ),
@@ -240,6 +241,10 @@ def site(
     if root_certificates is not None and not root_certificates.is_file():
         _fail(f"{root_certificates}: not found")
     work = work or data.resolve().parent / f"federated_work_{name}"
+    try:
+        device = resolve_device(device)  # the SuperNode trains here: an absent GPU is one line now
+    except DeviceError as exc:
+        _fail(str(exc))
     if auth_key is not None and not auth_key.is_file():
         _fail(f"{auth_key}: not found")
     command = deployment.supernode_command(
