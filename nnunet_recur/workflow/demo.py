@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nnunet_recur.workflow.calibration_jobs import calibration_jobs
+from nnunet_recur.workflow.dose_jobs import add_dose_jobs
 from nnunet_recur.workflow.graph import Job
 from nnunet_recur.workflow.study import (
     CONFIGURATION,
@@ -244,6 +245,7 @@ def build_jobs(cfg: DemoConfig, env: dict[str, str], trainers: DemoTrainers) -> 
         replace(j, after=(*j.after, calibration[0].name)) if j.name == "predict_new_patient" else j
         for j in jobs
     ]
+    jobs = add_dose_jobs(jobs, p.layout())  # compare --dose, dose-pattern, predict --dose-map (issues 20, 21)
     # the training curves before the new patient's prediction, so that `recur predict` ends the tutorial
     at = next((i for i, j in enumerate(jobs) if j.name == "predict_new_patient"), len(jobs))
     return [*jobs[:at], training_curves_job(cfg, p, plan), *jobs[at:]]
