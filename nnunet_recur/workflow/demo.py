@@ -6,9 +6,10 @@ runs and logged under ``OUT/logs/``. It is a study (:mod:`nnunet_recur.workflow.
 preparation (synthesise, convert, plan), run by the same driver and journal as `recur study run` and
 `recur cv`, on the local executor: pre-train on HECKTOR GTVp, train "AI random" and "AI finetune" on the
 in-house relapse dataset with K seeds each, keep the best seed per method (`recur best-seed`), predict the
-test patients, run the SUVmax-threshold and GTV baselines, compare everything in Table 1, plot the training
-curves (`recur-eval training-curves`) and predict one test patient from its DICOM folder as a new patient
-(`recur predict`: RTSTRUCT, SEG, report).
+test patients, run the SUVmax-threshold and GTV baselines, compare everything in Table 1 (with the in-field
+column), classify the relapses against the planned dose (`recur-eval dose-pattern`, workflow/dose_jobs.py),
+plot the training curves (`recur-eval training-curves`) and predict one test patient from its DICOM folder as
+a new patient (`recur predict --dose-map`: RTSTRUCT, SEG, report, dose-painting prescription and RT Dose).
 """
 
 from __future__ import annotations
