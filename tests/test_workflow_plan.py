@@ -197,6 +197,7 @@ def test_demo_scores_the_relapse_pattern_against_the_planned_dose(tmp_path, monk
         "dose_pattern.md", "dose_pattern.csv", "dose_pattern.json", "dose_pattern.png"}  # fmt: skip
     assert {p.name for p in jobs["compare"].resolved_outputs()} == {"table1.md", "stats.json", "per_case.csv"}
     # the new patient: `--dose-map` with the defaults; its RT Dose proves the job done
+    assert "--dose-map" in jobs["predict_new_patient"].title
     assert {p.name for p in jobs["predict_new_patient"].resolved_outputs()} >= {
         "report.html", "RD_recur_prescription.dcm", "dose_prescription.nii.gz", "dose_map.json"}  # fmt: skip
     # what the demo prints after the job: the in-field POs each method captures

@@ -96,5 +96,6 @@ def add_dose_jobs(jobs: list[Job], lay: StudyLayout) -> list[Job]:
         if job.name == "predict_new_patient":
             new = lay.folder / "predict_new_patient"
             job = with_arguments(job, ["--dose-map"], tuple(new / name for name in DOSE_MAP_FILES))
+            job = replace(job, title=f"{job.title}, and its dose-painting prescription (--dose-map)")
         out.append(job)
     return out
