@@ -113,6 +113,20 @@ def test_reduced_demo_writes_the_report(demo_run):
     journal = json.loads((out / "journal.json").read_text())
     assert all(journal["jobs"][n]["state"] == "done" for n in journal["order"])
 
+    # issue 20: the converter wrote every test patient's dose; Table 1 has the in-field column and the
+    # relapse pattern against the planned dose covers every method of Table 1
+    doses = sorted(p.name for p in (out / "nnUNet_raw").glob("Dataset502_*/doseTs/*.nii.gz"))
+    assert doses == test_cases
+    assert "In-field POs captured" in table
+    compare_line = next(ln for ln in stdout.splitlines() if "$ recur-eval compare" in ln)
+    assert "--dose " in compare_line and "doseTs" in compare_line
+    assert "$ recur-eval dose-pattern" in stdout
+    pattern_md = (report / "dose_pattern" / "dose_pattern.md").read_text()
+    assert pattern_md.startswith("# Relapse pattern against dose")
+    pattern = json.loads((report / "dose_pattern" / "dose_pattern.json").read_text())
+    assert set(pattern["capture_by_po_class"]) == methods and pattern["n_cases"] == len(test_cases)
+    assert "in-field PO(s) captured" in stdout
+
     # the converter's exclusions were shown to the user
     assert "excluded by the quality checks" in stdout
 
@@ -144,6 +158,9 @@ def test_reduced_demo_adds_curves_new_patient_and_cpu_env(demo_run):
     assert "--device cpu" in line
     new = out / "predict_new_patient"
     assert list(new.rglob("RS_*.dcm")) and list(new.rglob("SEG_*.dcm")) and list(new.rglob("report.html"))
+    # issue 21: and the dose-painting prescription with its RT Dose (`--dose-map`, the defaults)
+    assert "--dose-map" in line and (new / "RD_recur_prescription.dcm").is_file()
+    assert json.loads((new / "dose_map.json").read_text())
 
     # issue 21: temperature of the best seed fitted on its validation patients (a 2-epoch model may have no
     # signal, then none is written), the test patients scored before and after, the new patient uses it

@@ -45,7 +45,8 @@ def test_demo_jobs_use_only_public_commands_in_paper_order(tmp_path):
     stages = d.build_jobs(cfg, _env(tmp_path), TRAINERS3)
     graph = JobGraph(stages)  # valid: known dependencies, no cycle
     names = [s.name for s in stages]
-    assert names[0] == "synth_hecktor" and names[-3:] == ["compare", "training_curves", "predict_new_patient"]
+    assert names[0] == "synth_hecktor" and names[-4:] == [
+        "compare", "dose_pattern", "training_curves", "predict_new_patient"]  # fmt: skip
     assert [n for n in names if "train_ai_random" in n] == ["train_ai_random_seed0", "train_ai_random_seed1"]
     assert names.index("pretrain") < names.index("train_ai_finetune_seed0")
     # the graph: fine-tuning waits for pre-training only, AI random for the data only, seeds run in parallel
@@ -162,10 +163,11 @@ def test_demo_ends_with_training_curves_and_recur_predict_on_the_first_test_pati
     cases.parent.mkdir(parents=True)
     cases.write_text("patient,case,status,role\nP01,SR_001,converted,train\nP02,,excluded,\n"
                      "P03,SR_003,converted,test\nP04,SR_004,converted,test\n")  # fmt: skip
-    argv = predict.resolved_commands()[0]
+    argv = predict.resolved_commands()[0]  # issue 21: --dose-map, the prescription and its RT Dose (defaults)
     model = "res/Dataset502_SynthRecur/nnUNetTrainerRecur_3epochs__nnUNetRecurPlans__3d_recur"  # AI random
     assert argv == ["recur", "predict", "out/synthetic/inhouse/patients/P03", "--model", model,
-                    "--folds", "best", "--device", "cpu", "--out", "out/predict_new_patient"]  # fmt: skip
+                    "--folds", "best", "--device", "cpu", "--out", "out/predict_new_patient",
+                    "--dose-map"]  # fmt: skip
     assert set(JobGraph(list(jobs.values())).deps["predict_new_patient"]) == {
         "select_ai_random", "select_ai_finetune", "calibrate_ai_random"}  # fmt: skip
     # issue 21: the temperature of the best seed fitted on its validation patients (nnUNetv2_train --npz),
@@ -180,6 +182,50 @@ def test_demo_ends_with_training_curves_and_recur_predict_on_the_first_test_pati
     assert (
         "AI random=out/predictions/ai_random" in scored and "res/Dataset502_SynthRecur/labelsTs" not in scored
     )
+
+
+def test_demo_scores_the_relapse_pattern_against_the_planned_dose(tmp_path, monkeypatch):
+    """Issue 20: `compare --dose` (the in-field column of Table 1) and `recur-eval dose-pattern` on the test
+    patients' doses (doseTs) with every method of Table 1; issue 21: the new patient's RT Dose."""
+    from rich.console import Console
+
+    monkeypatch.chdir(tmp_path)
+    cfg = d.DemoConfig(out=Path("out"), epochs=3, seeds=1)
+    stages = d.build_jobs(cfg, _env(tmp_path), TRAINERS3)
+    names = [s.name for s in stages]
+    jobs = {s.name: s for s in stages}
+    graph = JobGraph(stages)
+    assert names.index("dose_pattern") == names.index("compare") + 1
+    assert set(graph.deps["dose_pattern"]) == set(graph.deps["compare"]) == {
+        "predict_ai_random", "predict_ai_finetune", "suvmax_predict", "gtv_predict"}  # fmt: skip
+    Path("out/report").mkdir(parents=True)
+    Path("out/report/best.json").write_text(json.dumps({"percent": 40.0}))
+    raw = "raw/Dataset502_SynthRecur"
+    compare = jobs["compare"].resolved_commands()[0]
+    assert compare[:2] == ["recur-eval", "compare"] and compare[-2:] == ["--dose", f"{raw}/doseTs"]
+    assert jobs["dose_pattern"].resolved_commands() == [
+        ["recur-eval", "dose-pattern", "--gt", f"{raw}/labelsTs", "--dose", f"{raw}/doseTs",
+         "--targets", f"{raw}/masksTs", "--pred", "AI random=out/predictions/ai_random",
+         "--pred", "AI finetune=out/predictions/ai_finetune", "--pred", "SUVmax 40%=out/predictions/suvmax",
+         "--pred", "GTV=out/predictions/gtv", "--best", "AI random", "--out", "out/report/dose_pattern"]
+    ]  # fmt: skip
+    assert {p.name for p in jobs["dose_pattern"].resolved_outputs()} == {
+        "dose_pattern.md", "dose_pattern.csv", "dose_pattern.json", "dose_pattern.png"}  # fmt: skip
+    assert {p.name for p in jobs["compare"].resolved_outputs()} == {"table1.md", "stats.json", "per_case.csv"}
+    # the new patient: `--dose-map` with the defaults; its RT Dose proves the job done
+    assert "--dose-map" in jobs["predict_new_patient"].title
+    assert {p.name for p in jobs["predict_new_patient"].resolved_outputs()} >= {
+        "report.html", "RD_recur_prescription.dcm", "dose_prescription.nii.gz", "dose_map.json"}  # fmt: skip
+    # what the demo prints after the job: the in-field POs each method captures
+    summary = Path("out/report/dose_pattern/dose_pattern.json")
+    summary.parent.mkdir()
+    capture = {"AI random": {"in-field": {"count": 3, "n": 4}}, "GTV": {"in-field": {"count": 4, "n": 4}}}
+    summary.write_text(json.dumps({"capture_by_po_class": capture}))
+    console = Console(record=True, width=200)
+    jobs["dose_pattern"].show(console)
+    text = console.export_text()
+    assert "AI random: 3 / 4 in-field PO(s) captured" in text and "GTV: 4 / 4" in text
+    assert "dose_pattern.md" in text
 
 
 def test_study_file_opts_in_to_the_new_patient_prediction(tmp_path):

@@ -6,9 +6,10 @@ runs and logged under ``OUT/logs/``. It is a study (:mod:`nnunet_recur.workflow.
 preparation (synthesise, convert, plan), run by the same driver and journal as `recur study run` and
 `recur cv`, on the local executor: pre-train on HECKTOR GTVp, train "AI random" and "AI finetune" on the
 in-house relapse dataset with K seeds each, keep the best seed per method (`recur best-seed`), predict the
-test patients, run the SUVmax-threshold and GTV baselines, compare everything in Table 1, plot the training
-curves (`recur-eval training-curves`) and predict one test patient from its DICOM folder as a new patient
-(`recur predict`: RTSTRUCT, SEG, report).
+test patients, run the SUVmax-threshold and GTV baselines, compare everything in Table 1 (with the in-field
+column), classify the relapses against the planned dose (`recur-eval dose-pattern`, workflow/dose_jobs.py),
+plot the training curves (`recur-eval training-curves`) and predict one test patient from its DICOM folder as
+a new patient (`recur predict --dose-map`: RTSTRUCT, SEG, report, dose-painting prescription and RT Dose).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nnunet_recur.workflow.calibration_jobs import calibration_jobs
+from nnunet_recur.workflow.dose_jobs import add_dose_jobs
 from nnunet_recur.workflow.graph import Job
 from nnunet_recur.workflow.study import (
     CONFIGURATION,
@@ -232,6 +234,7 @@ def build_jobs(cfg: DemoConfig, env: dict[str, str], trainers: DemoTrainers) -> 
         replace(j, after=(*j.after, calibration[0].name)) if j.name == "predict_new_patient" else j
         for j in jobs
     ]
+    jobs = add_dose_jobs(jobs, p.layout())  # compare --dose, dose-pattern, predict --dose-map (issues 20, 21)
     # the training curves before the new patient's prediction, so that `recur predict` ends the tutorial
     at = next((i for i, j in enumerate(jobs) if j.name == "predict_new_patient"), len(jobs))
     return [*jobs[:at], training_curves_job(cfg, p, plan), *jobs[at:]]
