@@ -52,17 +52,21 @@ def test_find_dataset_by_id_and_name(tmp_path, monkeypatch):
         volumes.find_dataset("503")
 
 
-def test_evaluation_imports_no_trainer_and_only_the_converters_reader_guard():
+def test_evaluation_imports_no_trainer_and_no_converter():
+    # the NIfTI guard both sides share lives in the neutral nnunet_recur/nifti_header.py
     pattern = re.compile(
         r"^\s*(from|import)\s+nnunet_recur\.(trainers|dataset_conversion|workflow|synthetic)"
     )
-    # the one shared piece: the NIfTI truncation guard, so both sides refuse a cut-short file alike
-    shared = "from nnunet_recur.dataset_conversion.nifti_io import check_nifti_complete"
     for source in EVALUATION.glob("*.py"):
         for line in source.read_text(encoding="utf-8").splitlines():
-            if line.strip() == shared and source.name == "volumes.py":
-                continue
             assert not pattern.match(line), f"{source.name}: {line}"
+    code = (
+        "import sys, nnunet_recur.evaluation.comparison, nnunet_recur.evaluation.volumes as v; "
+        "print(sorted(m for m in sys.modules if m.startswith(('nnunet_recur.dataset_conversion', "
+        "'nnunet_recur.trainers'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_cli_import_stays_light():
