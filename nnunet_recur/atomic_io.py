@@ -79,19 +79,32 @@ def json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def json_text(data, *, indent: int = 2, sort_keys: bool = False, allow_nan: bool = False) -> str:
+def json_text(
+    data, *, indent: int = 2, sort_keys: bool = False, allow_nan: bool = False, final_newline: bool = True
+) -> str:
     """The project's JSON layout: fixed indent and key order so reruns write the same bytes.
 
     NaN/inf are refused by default (strict JSON readers reject them); pass ``allow_nan=True`` where a
-    non-finite value is a documented result (e.g. an undefined metric), or map them to None first."""
-    return (
-        json.dumps(data, indent=indent, sort_keys=sort_keys, allow_nan=allow_nan, default=json_default) + "\n"
-    )
+    non-finite value is a documented result (e.g. an undefined metric), or map them to None first.
+    `indent`, `sort_keys` and `final_newline` let each existing output keep its bytes (callers say why)."""
+    text = json.dumps(data, indent=indent, sort_keys=sort_keys, allow_nan=allow_nan, default=json_default)
+    return text + "\n" if final_newline else text
 
 
-def write_json_atomic(path: Path, data, *, indent: int = 2, sort_keys: bool = False, allow_nan: bool = False):
+def write_json_atomic(
+    path: Path,
+    data,
+    *,
+    indent: int = 2,
+    sort_keys: bool = False,
+    allow_nan: bool = False,
+    final_newline: bool = True,
+):
     """`data` as JSON (see :func:`json_text`) to `path`, atomically."""
-    write_text_atomic(path, json_text(data, indent=indent, sort_keys=sort_keys, allow_nan=allow_nan))
+    write_text_atomic(
+        path,
+        json_text(data, indent=indent, sort_keys=sort_keys, allow_nan=allow_nan, final_newline=final_newline),
+    )
 
 
 def finite_or_none(value):

@@ -21,12 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunet_recur.atomic_io import atomic_path, write_json_atomic, write_text_atomic
 from nnunet_recur.nifti_header import (
     NiftiHeader,
     count_nonfinite,
     inspect_nifti,
     read_plain_float_voxels,
 )
+from nnunet_recur.nnunet_names import DatasetNotFoundError, find_dataset_folder
 
 #: What reading a damaged NIfTI can raise (NiftiCheckError is a ValueError).
 _STREAM_ERRORS = (OSError, EOFError, ValueError, struct.error, zlib.error)
@@ -238,43 +240,25 @@ def require_same_grid(volume: Volume, reference: Volume, tolerance: float = GEOM
 
 
 def write_mask(mask: np.ndarray, grid: Grid, path: Path) -> None:
-    """Write a uint8 0/1 mask on `grid`, atomically (temp name in the same folder, then os.replace)."""
+    """Write a uint8 0/1 mask on `grid`, atomically (atomic_io)."""
     import SimpleITK as sitk
 
-    path = Path(path)
     image = sitk.GetImageFromArray(np.ascontiguousarray(mask, dtype=np.uint8))
     image.SetSpacing(grid.spacing)
     image.SetOrigin(grid.origin)
     image.SetDirection(grid.direction)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name[: -len(NIFTI)]}.tmp{os.getpid()}{NIFTI}")
-    sitk.WriteImage(image, str(tmp), useCompression=True)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=True)
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write a text file atomically (temp name in the same folder, then os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write a text file atomically (atomic_io)."""
+    write_text_atomic(path, text)
 
 
 def write_json(path: Path, payload) -> None:
-    write_text(path, json.dumps(payload, indent=2, allow_nan=False, default=_json_default) + "\n")
-
-
-def _json_default(value):
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    """The evaluation's JSON layout: indent 2, insertion order, NaN refused (atomic_io's defaults)."""
+    write_json_atomic(path, payload)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -374,14 +358,10 @@ def find_dataset(path_or_id: str) -> Path:
     raw = os.environ.get("nnUNet_raw")
     if not raw or not Path(raw).is_dir():
         raise EvaluationError(f"dataset {path_or_id!r}: not a folder, and $nnUNet_raw is not set to a folder")
-    folders = sorted(p for p in Path(raw).iterdir() if p.is_dir() and p.name.startswith("Dataset"))
-    if path_or_id.isdigit():
-        matches = [p for p in folders if p.name.startswith(f"Dataset{int(path_or_id):03d}_")]
-    else:
-        matches = [p for p in folders if p.name == path_or_id]
-    if len(matches) != 1:
-        raise EvaluationError(f"dataset {path_or_id!r}: {len(matches)} matching folders in {raw}")
-    return matches[0]
+    try:
+        return find_dataset_folder(Path(raw), path_or_id)
+    except DatasetNotFoundError as exc:
+        raise EvaluationError(f"dataset {path_or_id!r}: {exc}") from exc
 
 
 def dataset_folders(dataset: Path, split: str) -> dict[str, Path]:

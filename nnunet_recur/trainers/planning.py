@@ -50,10 +50,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nnunet_recur.atomic_io import write_json_atomic
+from nnunet_recur.nnunet_names import CONFIGURATION, PLANS_NAME
 from nnunet_recur.trainers.network import PAPER_FEATURES_PER_STAGE
 
-RECUR_PLANS_NAME = "nnUNetRecurPlans"
-RECUR_CONFIGURATION = "3d_recur"
+RECUR_PLANS_NAME = PLANS_NAME  # the names live in nnunet_names.py; these aliases keep the callers' imports
+RECUR_CONFIGURATION = CONFIGURATION
 PAPER_PATCH_SIZE = (128, 224, 160)  # (z, y, x)
 PAPER_BATCH_SIZE = 2
 PATCH_DIVISOR = 2 ** (len(PAPER_FEATURES_PER_STAGE) - 1)
@@ -337,10 +339,8 @@ def dataset_name(dataset_id: int | str) -> str:
 
 
 def _write_json_atomically(data: dict, path: str) -> None:
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as handle:
-        json.dump(data, handle, indent=4, sort_keys=False)
-    os.replace(temporary, path)
+    """The plans file: indent 4, insertion order, no final newline (the bytes it always had)."""
+    write_json_atomic(path, data, indent=4, allow_nan=True, final_newline=False)
 
 
 def _load_json(path: str) -> dict | None:

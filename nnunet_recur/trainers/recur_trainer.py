@@ -58,6 +58,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 from torch import distributed as dist
 
+from nnunet_recur.atomic_io import atomic_path
 from nnunet_recur.trainers.augmentation import LEFT_RIGHT_SPATIAL_AXIS, LeftRightFlipTransform
 from nnunet_recur.trainers.checkpoints import load_pretrained_weights_on_cpu, unwrap_network
 from nnunet_recur.trainers.compat import check_nnunetv2_version
@@ -610,9 +611,8 @@ class nnUNetTrainerRecur(nnUNetTrainer):
             "inference_allowed_mirroring_axes": self.inference_allowed_mirroring_axes,
             RECUR_STATE_KEY: self.recur_state(),
         }
-        temporary = f"{filename}.tmp"
-        torch.save(checkpoint, temporary)
-        os.replace(temporary, filename)
+        with atomic_path(filename) as temporary:
+            torch.save(checkpoint, temporary)
 
     def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
         if not isinstance(filename_or_checkpoint, str):

@@ -50,6 +50,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from nnunet_recur.nnunet_names import (
+    CONFIGURATION,
+    FOLDER_VARIABLES,
+    DatasetNotFoundError,
+    ext_trainer_value,
+    find_dataset_folder,
+    job_environment,
+    model_folder,
+)
+from nnunet_recur.nnunet_names import PLANS_NAME as PLANS
 from nnunet_recur.workflow.cpu_env import cpu_training_env
 from nnunet_recur.workflow.graph import CPU, PREDICT, TRAIN, Job
 
@@ -58,12 +68,10 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-PLANS = "nnUNetRecurPlans"
-CONFIGURATION = "3d_recur"
 PRETRAIN_TRAINER = "nnUNetTrainerRecurPretrain"
 PRETRAIN_FOLD = 0
 PAPER_MAX_EPOCHS = 1000
-NNUNET_VARS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+NNUNET_VARS = FOLDER_VARIABLES
 
 
 class StudyError(ValueError):
@@ -184,23 +192,7 @@ def resolve_methods(labels: Iterable[str], epochs: int, available: Iterable[str]
 
 
 def ext_trainer_path() -> str:
-    """What `recur env` exports as nnUNet_extTrainer (ours first, keeping the user's folders).
-
-    trainers/environment.py is loaded on its own: importing the package ``nnunet_recur.trainers`` pulls in
-    torch (~650 MB resident) into this process, which only launches subprocesses.
-    """
-    import importlib.util  # noqa: PLC0415
-
-    import nnunet_recur  # noqa: PLC0415
-
-    source = Path(nnunet_recur.__file__).parent / "trainers" / "environment.py"
-    spec = importlib.util.spec_from_file_location("_recur_trainers_environment", source)
-    if spec is None or spec.loader is None:  # pragma: no cover - a broken install
-        from nnunet_recur.trainers.environment import ext_trainer_value  # noqa: PLC0415
-    else:
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        ext_trainer_value = module.ext_trainer_value
+    """What `recur env` exports as nnUNet_extTrainer (ours first, keeping the user's folders)."""
     return ext_trainer_value(os.environ)
 
 
@@ -238,7 +230,7 @@ class StudyLayout:
         return self.folder / "report"
 
     def model_dir(self, dataset: str, trainer: str) -> Path:
-        return self.results / dataset / f"{trainer}__{PLANS}__{CONFIGURATION}"
+        return model_folder(self.results, dataset, trainer)
 
     def fold_dir(self, dataset: str, trainer: str, fold: int) -> Path:
         return self.model_dir(dataset, trainer) / f"fold_{fold}"
@@ -672,18 +664,15 @@ def nnunet_paths(cfg: StudyConfig, environ: Mapping[str, str]) -> dict[str, str]
                 f"{var} is not set: export nnU-Net's folders or give them in [paths] of the study file"
             )
         env[var] = str(Path(value).resolve())
-    env["nnUNet_extTrainer"] = environ.get("nnUNet_extTrainer") or ext_trainer_path()
-    return env
+    return job_environment(env, environ)
 
 
 def dataset_folder_name(raw: Path, dataset_id: int) -> str:
     """`DatasetXXX_Name` for an id, from the raw folder (without importing nnunetv2)."""
-    hits = sorted(p.name for p in Path(raw).glob(f"Dataset{dataset_id:03d}_*") if p.is_dir())
-    if not hits:
-        raise StudyError(f"no Dataset{dataset_id:03d}_* folder in nnUNet_raw={raw}")
-    if len(hits) > 1:
-        raise StudyError(f"several folders for dataset id {dataset_id} in {raw}: {', '.join(hits)}")
-    return hits[0]
+    try:
+        return find_dataset_folder(raw, dataset_id).name
+    except DatasetNotFoundError as exc:
+        raise StudyError(f"nnUNet_raw: {exc}") from exc
 
 
 def build_study(cfg: StudyConfig, env: Mapping[str, str], available: Iterable[str]) -> tuple[list[Job], str]:
