@@ -10,6 +10,7 @@ import pytest
 import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from real_data import real
 
 from nnunet_recur.dataset_conversion.dicom_series import (
     image_series_in,
@@ -19,17 +20,8 @@ from nnunet_recur.dataset_conversion.dicom_series import (
 )
 from nnunet_recur.dataset_conversion.errors import ConversionError
 
-REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "testdata" / "real"
-
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 PET_STORAGE = "1.2.840.10008.5.1.4.1.1.128"
-
-
-def real(sub: str) -> Path:
-    path = REAL / sub
-    if not path.exists():
-        pytest.skip(f"real test data not available: {path}")
-    return path
 
 
 def write_slice(

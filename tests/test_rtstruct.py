@@ -12,6 +12,7 @@ import SimpleITK as sitk
 from matplotlib.path import Path as MplPath
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from real_data import real
 
 from nnunet_recur.dataset_conversion.dicom_series import image_series_in, read_image_series
 from nnunet_recur.dataset_conversion.errors import ConversionError
@@ -22,15 +23,7 @@ from nnunet_recur.dataset_conversion.rtstruct import (
     sanitise_roi_name,
 )
 
-REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "testdata" / "real"
 FOR_UID = "1.2.826.0.1.3680043.8.498.77"
-
-
-def real(sub: str) -> Path:
-    path = REAL / sub
-    if not path.exists():
-        pytest.skip(f"real test data not available: {path}")
-    return path
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

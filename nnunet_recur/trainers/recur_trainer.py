@@ -455,12 +455,10 @@ class nnUNetTrainerRecur(nnUNetTrainer):
         self.logger.log("lrs", lr, self.current_epoch)
 
     @torch.no_grad()
-    def validate_whole_volumes(self) -> dict:
-        """Predict every validation case whole (sliding window, no mirroring); Dice and Dice loss per case."""
+    def validation_cases(self):
+        """(case id, logits, target regions) of every validation case, predicted whole (sliding window, no
+        mirroring); the one loop the paper's validation and the published code's variant share."""
         regions = self.label_manager.foreground_regions
-        dices, losses = {}, {}
-        if self._validation_loss is None:
-            self._validation_loss = PaperDiceLoss(batch_dice=True, ddp=False)
         for key in self._validation_dataset.identifiers:
             data, seg, _, _ = self._validation_dataset.load_case(key)
             image = torch.from_numpy(np.ascontiguousarray(data[:], dtype=np.float32))
@@ -469,6 +467,15 @@ class nnUNetTrainerRecur(nnUNetTrainer):
             target = torch.from_numpy(np.stack([np.isin(labels, np.atleast_1d(r)) for r in regions])).to(
                 logits.device
             )
+            yield key, logits, target
+
+    def validate_whole_volumes(self) -> dict:
+        """Predict every validation case whole (sliding window, no mirroring); Dice and Dice loss per case."""
+        regions = self.label_manager.foreground_regions
+        dices, losses = {}, {}
+        if self._validation_loss is None:
+            self._validation_loss = PaperDiceLoss(batch_dice=True, ddp=False)
+        for key, logits, target in self.validation_cases():
             losses[key] = float(self._validation_loss(logits[None], target[None]))  # this case alone
             dices[key] = float(np.mean([hard_dice(logits[i] > 0, target[i]) for i in range(len(regions))]))
         outputs = {
