@@ -9,9 +9,10 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from dicom_files import new_dataset
 from matplotlib.path import Path as MplPath
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 from real_data import real
 
 from nnunet_recur.dataset_conversion.dicom_series import image_series_in, read_image_series
@@ -41,15 +42,7 @@ def reference_grid(size=(20, 16, 5), spacing=(1.0, 1.0, 2.0), origin=(0.0, 0.0, 
 
 def write_rtstruct(path: Path, rois: dict[str, list[np.ndarray]], frame_of_reference=FOR_UID) -> Path:
     """Minimal RTSTRUCT with CLOSED_PLANAR contours ((N, 3) mm arrays); [] = an ROI without contours."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.3"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "RTSTRUCT"
+    ds = new_dataset("RTSTRUCT", "1.2.840.10008.5.1.4.1.1.481.3")
     ds.SeriesInstanceUID = generate_uid()
     ds.StudyInstanceUID = generate_uid()
     ref = Dataset()
