@@ -36,6 +36,13 @@ def dataset_prefix(dataset_id: int) -> str:
     return f"Dataset{int(dataset_id):03d}_"
 
 
+def dataset_id(folder_name: str) -> int:
+    """502 from ``Dataset502_RecurOPSCC``; ValueError for a name that is not nnU-Net's."""
+    if not _DATASET_NAME.fullmatch(folder_name):
+        raise ValueError(f"{folder_name!r} is not a DatasetXXX_Name folder name")
+    return int(folder_name[len("Dataset") : len("Dataset") + 3])
+
+
 def find_dataset_folder(root: Path, dataset: int | str) -> Path:
     """The one ``DatasetXXX_*`` folder in `root` for an id (502, "502"), a full name
     (``Dataset502_RecurOPSCC``) or the name after the id (``RecurOPSCC``), as nnU-Net finds it.

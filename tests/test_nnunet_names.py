@@ -15,6 +15,9 @@ from nnunet_recur import nnunet_names as names
 def test_folder_names():
     assert names.dataset_folder_name(2, "X") == "Dataset002_X"
     assert names.trainer_folder_name("nnUNetTrainerRecur") == "nnUNetTrainerRecur__nnUNetRecurPlans__3d_recur"
+    assert names.dataset_id("Dataset502_RecurOPSCC") == 502
+    with pytest.raises(ValueError):
+        names.dataset_id("Task502_Old")
 
 
 def test_find_dataset_by_id_full_name_and_name(tmp_path):

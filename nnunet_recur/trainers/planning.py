@@ -48,6 +48,7 @@ import numpy as np
 
 from nnunet_recur.atomic_io import write_json_atomic
 from nnunet_recur.nnunet_names import CONFIGURATION, PLANS_NAME
+from nnunet_recur.nnunet_names import dataset_id as dataset_id_of  # many locals here are named dataset_id
 from nnunet_recur.trainers.inprocess_pool import nnunet_in_process
 from nnunet_recur.trainers.network import PAPER_FEATURES_PER_STAGE
 
@@ -305,7 +306,7 @@ def _save_plans_and_preprocess(
         _write_json_atomically(plans, plans_file)
     if not skip:
         preprocess_dataset(
-            int(name[len("Dataset") : len("Dataset") + 3]),
+            dataset_id_of(name),
             RECUR_PLANS_NAME,
             [RECUR_CONFIGURATION],
             [num_processes],
