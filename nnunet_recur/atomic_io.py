@@ -4,6 +4,16 @@ Every output of the project goes through here, so an interrupted run never leave
 nnU-Net, a planning system or a report reader looks, and a rerun finds either the old file or the new one.
 On a storage error (disk full) the temporary file is removed and an ``OSError`` with one plain line (the path
 and the reason) is raised. Light on purpose: numpy is the only import beyond the standard library.
+
+JSON layouts: every file keeps the bytes it had before the writers were merged here (users and tests compare
+them), so the callers pass the layout they always wrote:
+
+- evaluation reports (summary.json, stats.json, best.json, status files): indent 2, NaN refused (defaults);
+- converter (dataset.json, splits_final.json, reports): indent 4 (``nnunet_writer.write_json_atomic``);
+- nnUNetRecurPlans.json: indent 4, no final newline; recur_best.json / seed_selection.json and
+  training_curves.json: indent 2, no final newline; workflow journal and job specs: indent 1, no final
+  newline (these allow NaN, as ``json.dumps`` did);
+- synthetic ground truth: indent 2, sorted keys.
 """
 
 from __future__ import annotations
