@@ -73,3 +73,19 @@ def test_cli_import_stays_light_and_scoring_imports_no_converter():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.splitlines() == ["", "[]"]
+
+
+def test_float_nifti_with_a_damaged_gzip_crc_is_refused_not_scored(tmp_path):
+    """The one-pass float reader reads the stream to its end, so gzip's CRC check refuses the file with the
+    reader guard's message (before, only ITK's later header read happened to stop it, with its own)."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    path = tmp_path / "pet.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.ones((4, 5, 6), np.float32)), str(path), useCompression=True)
+    assert volumes.read_volume(path).array.sum() == 120
+    data = bytearray(path.read_bytes())
+    data[-8] ^= 0xFF  # the CRC32 in the gzip trailer; ISIZE (the last 4 bytes) stays right
+    path.write_bytes(bytes(data))
+    with pytest.raises(EvaluationError, match="pet.nii.gz: unreadable or truncated NIfTI"):
+        volumes.read_volume(path)
