@@ -31,7 +31,7 @@ class CompareOptions:
     workers: int = 1
 
 
-def run_compare(stage: Path, o: CompareOptions, warn: Callable[[str], None]) -> dict:
+def run_compare(stage: Path, options: CompareOptions, warn: Callable[[str], None]) -> dict:
     """Score every method on every selected case and write the report into `stage`; returns the summary."""
     from nnunet_recur.evaluation import comparison, report
     from nnunet_recur.evaluation import figures as figure_module
@@ -39,27 +39,29 @@ def run_compare(stage: Path, o: CompareOptions, warn: Callable[[str], None]) -> 
     from nnunet_recur.evaluation.provenance import provenance
     from nnunet_recur.evaluation.volumes import EvaluationError, cases_in
 
-    if o.quartiles not in report.QUARTILE_METHODS:
+    if options.quartiles not in report.QUARTILE_METHODS:
         raise EvaluationError(
-            f"--quartiles {o.quartiles!r}: choose one of {', '.join(report.QUARTILE_METHODS)}"
+            f"--quartiles {options.quartiles!r}: choose one of {', '.join(report.QUARTILE_METHODS)}"
         )
-    folders = folders_from_dataset(o.dataset, "Ts", labels=o.gt, images=o.images, masks=o.masks)
+    folders = folders_from_dataset(
+        options.dataset, "Ts", labels=options.gt, images=options.images, masks=options.masks
+    )
     labels = require_option(folders["labels"], "--gt")
     image_dir = folders["images"] if folders["images"] is None or folders["images"].is_dir() else None
     mask_dir = folders["masks"] if folders["masks"] is None or folders["masks"].is_dir() else None
-    if o.images is not None and image_dir is None:
-        raise EvaluationError(f"{o.images}: folder not found")
-    if o.masks is not None and mask_dir is None:
-        raise EvaluationError(f"{o.masks}: folder not found")
-    methods = [comparison.Method.parse(spec, o.threshold) for spec in o.pred]
+    if options.images is not None and image_dir is None:
+        raise EvaluationError(f"{options.images}: folder not found")
+    if options.masks is not None and mask_dir is None:
+        raise EvaluationError(f"{options.masks}: folder not found")
+    methods = [comparison.Method.parse(spec, options.threshold) for spec in options.pred]
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise EvaluationError(f"--pred names must differ: {', '.join(names)}")
-    best_name = o.best if o.best is not None else names[0]
+    best_name = options.best if options.best is not None else names[0]
     if best_name not in names:
         raise EvaluationError(f"--best {best_name!r} is not one of the --pred names ({', '.join(names)})")
     reference_cases = cases_in(labels)
-    selected = case_selection(reference_cases, labels, o.cases)
+    selected = case_selection(reference_cases, labels, options.cases)
     unmatched = comparison.unmatched_predictions(methods, reference_cases)
     for name, ids in unmatched.items():
         warn(
@@ -71,30 +73,30 @@ def run_compare(stage: Path, o: CompareOptions, warn: Callable[[str], None]) -> 
         methods=tuple(methods),
         images=image_dir,
         masks=mask_dir,
-        allow_missing=o.allow_missing,
-        hd95=o.hd95,
-        curves=o.curves,
-        figures=o.figures,
+        allow_missing=options.allow_missing,
+        hd95=options.hd95,
+        curves=options.curves,
+        figures=options.figures,
     )
-    results = map_cases(comparison.CaseEvaluator(inputs), selected, o.workers, "compare")
+    results = map_cases(comparison.CaseEvaluator(inputs), selected, options.workers, "compare")
     settings = {
         "gt": str(labels),
         "images": str(image_dir) if image_dir else None,
         "masks": str(mask_dir) if mask_dir else None,
-        "threshold": o.threshold,
-        "allow_missing": o.allow_missing,
-        "hd95": o.hd95,
-        "seed": o.seed,
-        "quartiles": o.quartiles,
+        "threshold": options.threshold,
+        "allow_missing": options.allow_missing,
+        "hd95": options.hd95,
+        "seed": options.seed,
+        "quartiles": options.quartiles,
     }
     extra = {
         "unmatched_predictions": unmatched,
         "provenance": provenance([path for r in results for path in r.inputs]),
     }
-    summary = report.write_compare_report(stage, results, methods, best_name, o.seed, settings, extra)
+    summary = report.write_compare_report(stage, results, methods, best_name, options.seed, settings, extra)
     for note in summary["warnings"]:
         warn(note)
-    if o.figures:
+    if options.figures:
         colours = figure_module.method_colours(names + [comparison.SUV_CURVE])
         for result in results:
             figure_module.plot_po_overlays(result.case, result.slices, colours, stage / "figures")
