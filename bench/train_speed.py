@@ -25,6 +25,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from nnunet_recur.atomic_io import write_text_atomic  # noqa: E402
 from nnunet_recur.trainers.losses import SigmoidSoftDiceLoss  # noqa: E402
 from nnunet_recur.trainers.network import RecurUNet, count_trainable_parameters  # noqa: E402
 
@@ -78,10 +79,7 @@ def write_section(path: Path, section: str) -> None:
         text = text.rstrip("\n") + "\n\n" + START + "\n" + END + "\n"
     before, rest = text.split(START, 1)
     after = rest.split(END, 1)[1]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(before + section + after)
-    os.replace(temporary, path)
+    write_text_atomic(path, before + section + after)
 
 
 def main() -> None:

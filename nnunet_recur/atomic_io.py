@@ -4,6 +4,16 @@ Every output of the project goes through here, so an interrupted run never leave
 nnU-Net, a planning system or a report reader looks, and a rerun finds either the old file or the new one.
 On a storage error (disk full) the temporary file is removed and an ``OSError`` with one plain line (the path
 and the reason) is raised. Light on purpose: numpy is the only import beyond the standard library.
+
+JSON layouts: every file keeps the bytes it had before the writers were merged here (users and tests compare
+them), so the callers pass the layout they always wrote:
+
+- evaluation reports (summary.json, stats.json, best.json, status files): indent 2, NaN refused (defaults);
+- converter (dataset.json, splits_final.json, reports): indent 4 (``nnunet_writer.write_json_atomic``);
+- nnUNetRecurPlans.json: indent 4, no final newline; recur_best.json / seed_selection.json and
+  training_curves.json: indent 2, no final newline; workflow journal and job specs: indent 1, no final
+  newline (these allow NaN, as ``json.dumps`` did);
+- synthetic ground truth: indent 2, sorted keys.
 """
 
 from __future__ import annotations
@@ -79,19 +89,32 @@ def json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def json_text(data, *, indent: int = 2, sort_keys: bool = False, allow_nan: bool = False) -> str:
+def json_text(
+    data, *, indent: int = 2, sort_keys: bool = False, allow_nan: bool = False, final_newline: bool = True
+) -> str:
     """The project's JSON layout: fixed indent and key order so reruns write the same bytes.
 
     NaN/inf are refused by default (strict JSON readers reject them); pass ``allow_nan=True`` where a
-    non-finite value is a documented result (e.g. an undefined metric), or map them to None first."""
-    return (
-        json.dumps(data, indent=indent, sort_keys=sort_keys, allow_nan=allow_nan, default=json_default) + "\n"
-    )
+    non-finite value is a documented result (e.g. an undefined metric), or map them to None first.
+    `indent`, `sort_keys` and `final_newline` let each existing output keep its bytes (callers say why)."""
+    text = json.dumps(data, indent=indent, sort_keys=sort_keys, allow_nan=allow_nan, default=json_default)
+    return text + "\n" if final_newline else text
 
 
-def write_json_atomic(path: Path, data, *, indent: int = 2, sort_keys: bool = False, allow_nan: bool = False):
+def write_json_atomic(
+    path: Path,
+    data,
+    *,
+    indent: int = 2,
+    sort_keys: bool = False,
+    allow_nan: bool = False,
+    final_newline: bool = True,
+):
     """`data` as JSON (see :func:`json_text`) to `path`, atomically."""
-    write_text_atomic(path, json_text(data, indent=indent, sort_keys=sort_keys, allow_nan=allow_nan))
+    write_text_atomic(
+        path,
+        json_text(data, indent=indent, sort_keys=sort_keys, allow_nan=allow_nan, final_newline=final_newline),
+    )
 
 
 def finite_or_none(value):

@@ -9,6 +9,7 @@ it too, so a rename happens here once.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,6 +17,10 @@ PLANS_NAME = "nnUNetRecurPlans"
 CONFIGURATION = "3d_recur"
 EXT_TRAINER_VARIABLE = "nnUNet_extTrainer"
 FOLDER_VARIABLES = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+
+
+#: nnU-Net's dataset folder names: ``Dataset`` + three digits + ``_`` + a name.
+_DATASET_NAME = re.compile(r"Dataset\d{3}_.+")
 
 
 class DatasetNotFoundError(ValueError):
@@ -31,10 +36,19 @@ def dataset_prefix(dataset_id: int) -> str:
     return f"Dataset{int(dataset_id):03d}_"
 
 
-def find_dataset_folder(root: Path, dataset: int | str) -> Path:
-    """The one ``DatasetXXX_*`` folder in `root` for an id (502, "502") or a full name, as nnU-Net finds it.
+def dataset_id(folder_name: str) -> int:
+    """502 from ``Dataset502_RecurOPSCC``; ValueError for a name that is not nnU-Net's."""
+    if not _DATASET_NAME.fullmatch(folder_name):
+        raise ValueError(f"{folder_name!r} is not a DatasetXXX_Name folder name")
+    return int(folder_name[len("Dataset") : len("Dataset") + 3])
 
-    Raises DatasetNotFoundError naming `root` when there is none or more than one."""
+
+def find_dataset_folder(root: Path, dataset: int | str) -> Path:
+    """The one ``DatasetXXX_*`` folder in `root` for an id (502, "502"), a full name
+    (``Dataset502_RecurOPSCC``) or the name after the id (``RecurOPSCC``), as nnU-Net finds it.
+
+    Raises DatasetNotFoundError naming `root` when there is none or more than one (nnU-Net refuses an
+    ambiguous id too)."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetNotFoundError(f"{root}: not a folder")
@@ -43,8 +57,15 @@ def find_dataset_folder(root: Path, dataset: int | str) -> Path:
         prefix = dataset_prefix(int(text))
         hits = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(prefix))
         label = f"{prefix}*"
+    elif (root / text).is_dir() and text.startswith("Dataset"):
+        hits = [root / text]
+        label = text
     else:
-        hits = [root / text] if (root / text).is_dir() else []
+        hits = sorted(
+            p
+            for p in root.iterdir()
+            if p.is_dir() and _DATASET_NAME.fullmatch(p.name) and p.name.partition("_")[2] == text
+        )
         label = text
     if not hits:
         raise DatasetNotFoundError(f"no {label} folder in {root}")
@@ -86,3 +107,20 @@ def ext_trainer_value(environ: Mapping[str, str]) -> str:
 
 def missing_folder_variables(environ: Mapping[str, str]) -> list[str]:
     return [v for v in FOLDER_VARIABLES if not environ.get(v)]
+
+
+def job_environment(
+    folders: Mapping[str, str], environ: Mapping[str, str], device: str | None = None
+) -> dict[str, str]:
+    """The variables every ``nnUNetv2_*`` job of a study, a cross-validation or the demo gets.
+
+    nnU-Net's three folders from `folders`; ``nnUNet_extTrainer`` by :func:`ext_trainer_value` (ours
+    first, keeping the folders the user listed in `environ`: a user's own trainers stay findable, and
+    ours are never dropped); on CPU, ``nnUNet_def_n_proc`` from `environ`, else 1 (nnU-Net's default 8
+    export workers only cost start-up time on a few cores).
+    """
+    env = {variable: str(folders[variable]) for variable in FOLDER_VARIABLES}
+    env[EXT_TRAINER_VARIABLE] = ext_trainer_value(environ)
+    if device == "cpu":
+        env["nnUNet_def_n_proc"] = environ.get("nnUNet_def_n_proc", "1")
+    return env

@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
-import pytest
 import SimpleITK as sitk
 import typer
+from real_data import real
 from typer.testing import CliRunner
 
 from nnunet_recur.dataset_conversion.cli_readers import pet, rtstruct
-
-REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "testdata" / "real"
 
 app = typer.Typer()
 app.command("pet")(pet)
 app.command("rtstruct")(rtstruct)
 runner = CliRunner()
-
-
-def real(sub: str) -> Path:
-    path = REAL / sub
-    if not path.exists():
-        pytest.skip(f"real test data not available: {path}")
-    return path
 
 
 def test_help_shows_arguments_and_an_example():

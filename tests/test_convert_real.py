@@ -5,15 +5,14 @@ IBSI reference NIfTI files of the same patient (not made by this project)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from real_data import REAL
 
 from nnunet_recur.dataset_conversion.cohort import convert_inhouse
 
-REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "testdata" / "real"
 IBSI = REAL / "ibsi_validation_STS_001"
 RAW_PET = REAL / "mirp_sts_raw_STS001_FDG_PET"
 

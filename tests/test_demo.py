@@ -37,18 +37,23 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "demo_out"
+def _reduced_demo(out: Path, timeout: int) -> tuple[subprocess.CompletedProcess, float]:
+    """`recur demo --out OUT` with the reduced settings; (the finished process, its wall seconds)."""
     start = time.monotonic()
     proc = subprocess.run(
         [RECUR, "demo", "--out", str(out), *REDUCED],
         env=_clean_env(),
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout,
     )
-    seconds = time.monotonic() - start
+    return proc, time.monotonic() - start
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "demo_out"
+    proc, seconds = _reduced_demo(out, 900)
     assert proc.returncode == 0, (
         f"demo failed after {seconds:.0f} s:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
     )
@@ -181,15 +186,7 @@ def test_reduced_demo_adds_curves_new_patient_and_cpu_env(demo_run):
 @pytest.mark.slow
 def test_rerun_skips_finished_stages_quickly(demo_run):
     out, first_stdout, first_seconds = demo_run
-    start = time.monotonic()
-    proc = subprocess.run(
-        [RECUR, "demo", "--out", str(out), *REDUCED],
-        env=_clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    seconds = time.monotonic() - start
+    proc, seconds = _reduced_demo(out, 300)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "nnUNetv2_train" not in proc.stdout
     n_stages = first_stdout.count("] ")

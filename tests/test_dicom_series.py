@@ -8,8 +8,9 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from dicom_files import new_dataset
+from pydicom.uid import generate_uid
+from real_data import real
 
 from nnunet_recur.dataset_conversion.dicom_series import (
     image_series_in,
@@ -19,17 +20,8 @@ from nnunet_recur.dataset_conversion.dicom_series import (
 )
 from nnunet_recur.dataset_conversion.errors import ConversionError
 
-REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "testdata" / "real"
-
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 PET_STORAGE = "1.2.840.10008.5.1.4.1.1.128"
-
-
-def real(sub: str) -> Path:
-    path = REAL / sub
-    if not path.exists():
-        pytest.skip(f"real test data not available: {path}")
-    return path
 
 
 def write_slice(
@@ -46,15 +38,7 @@ def write_slice(
     instance: int = 1,
 ) -> Path:
     """One minimal, valid single-frame slice (int16 stored values) written by pydicom."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = PET_STORAGE if modality == "PT" else CT_STORAGE
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = modality
+    ds = new_dataset(modality, PET_STORAGE if modality == "PT" else CT_STORAGE)
     ds.PatientID = "SYNTH"
     ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.1"
     ds.SeriesInstanceUID = series_uid

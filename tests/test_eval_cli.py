@@ -9,62 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from hostile_eval_corpus import CASES, ORIGIN, SHAPE, SPACING, build_clean, write
 from typer.testing import CliRunner
 
 from nnunet_recur.evaluation import metrics
 from nnunet_recur.evaluation.cli import app
 
-SHAPE = (12, 22, 20)  # z, y, x
-SPACING = (1.2, 1.0, 2.5)  # x, y, z in mm
-ORIGIN = (-30.0, 12.0, 100.0)
-CASES = ["RECUR_001", "RECUR_002", "RECUR_003"]
-
 runner = CliRunner()
-
-
-def write(array: np.ndarray, path: Path, spacing=SPACING, origin=ORIGIN) -> Path:
-    image = sitk.GetImageFromArray(array)
-    image.SetSpacing(spacing)
-    image.SetOrigin(origin)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(image, str(path))
-    return path
-
-
-def build_dataset(root: Path) -> dict[str, Path]:
-    """labelsTs / imagesTs / masksTs of three cases and an 'AI' prediction folder (masks + npz)."""
-    raw = root / "Dataset900_Tiny"
-    ai = root / "preds_ai"
-    rng = np.random.default_rng(0)
-    for n, case in enumerate(CASES):
-        gtv = np.zeros(SHAPE, np.uint8)
-        gtv[4:8, 8:14, 7:13] = 1
-        brain = np.zeros(SHAPE, np.uint8)
-        brain[:, :4] = 1
-        pet = rng.gamma(2.0, 0.5, SHAPE).astype(np.float32)
-        pet[gtv == 1] += 6.0 + n
-        pet[brain == 1] += 15.0
-        relapse = np.zeros(SHAPE, np.uint8)
-        relapse[3:8, 10:15, 9:14] = 1
-        if n == 0:
-            relapse[2:5, 16:19, 2:5] = 1  # a second relapse far from the GTV
-        ct = rng.normal(40, 30, SHAPE).astype(np.int16)
-        write(relapse, raw / "labelsTs" / f"{case}.nii.gz")
-        write(ct, raw / "imagesTs" / f"{case}_0000.nii.gz")
-        write(pet, raw / "imagesTs" / f"{case}_0001.nii.gz")
-        write(gtv, raw / "masksTs" / f"{case}_gtv.nii.gz")
-        write(brain, raw / "masksTs" / f"{case}_brain.nii.gz")
-        probability = np.zeros(SHAPE, np.float32)
-        probability[3:8, 9:14, 8:13] = 0.9
-        probability[5, 12, 11] = 0.3 + 0.2 * n
-        write((probability > 0.5).astype(np.uint8), ai / f"{case}.nii.gz")
-        np.savez_compressed(ai / f"{case}.npz", probabilities=probability[None])
-    return {"raw": raw, "ai": ai}
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> dict[str, Path]:
-    return build_dataset(tmp_path_factory.mktemp("eval_cli"))
+    return build_clean(tmp_path_factory.mktemp("eval_cli"))
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -158,7 +114,7 @@ def test_baselines_then_compare_end_to_end(dataset, tmp_path):
     assert {"t_p_value", "wilcoxon_p_value", "median_difference_ci95"} <= set(pair["dice"])
     assert "p_value" in pair["po_fisher"]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["cases"] == CASES and len(summary["points_of_origin"]) == 4
+    assert summary["cases"] == list(CASES) and len(summary["points_of_origin"]) == 4
     curves = read_csv(out / "capture_curve.csv")
     assert {r["method"] for r in curves} == {"AI random", "SUVmax threshold (sweep)"}
     points = read_csv(out / "points_of_origin.csv")

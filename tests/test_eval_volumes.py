@@ -56,10 +56,9 @@ def test_evaluation_imports_no_trainer_and_only_the_converters_readers():
     pattern = re.compile(
         r"^\s*(from|import)\s+nnunet_recur\.(trainers|dataset_conversion|workflow|synthetic)"
     )
-    # The shared pieces are readers, one per input kind, so both sides read a file by one rule: the NIfTI
-    # truncation guard (volumes.py) and, for dp-qa, the RT Dose and RTSTRUCT readers with their errors.
+    # The NIfTI guard both sides share lives in the neutral nnunet_recur/nifti_header.py. dp-qa reads RT Dose
+    # and RTSTRUCT files with the converter's readers (one reader per input kind), lazily.
     allowed = {
-        "volumes.py": {"from nnunet_recur.dataset_conversion.nifti_io import check_nifti_complete"},
         "dp_qa.py": {
             "from nnunet_recur.dataset_conversion.errors import ConversionError",
             "from nnunet_recur.dataset_conversion.rtdose import read_rtdose",
@@ -73,12 +72,30 @@ def test_evaluation_imports_no_trainer_and_only_the_converters_readers():
             assert not pattern.match(line), f"{source.name}: {line}"
 
 
-def test_cli_import_stays_light():
+def test_cli_import_stays_light_and_scoring_imports_no_converter():
     code = (
         "import sys, nnunet_recur.evaluation.cli as c; "
         "names = ('numpy', 'SimpleITK', 'scipy', 'matplotlib', 'torch', 'nnunetv2'); "
-        "heavy = [m for m in names if m in sys.modules]; "
-        "print(','.join(heavy))"
+        "print(','.join(m for m in names if m in sys.modules)); "
+        "import nnunet_recur.evaluation.comparison, nnunet_recur.evaluation.volumes; "
+        "print(sorted(m for m in sys.modules if m.startswith(('nnunet_recur.dataset_conversion', "
+        "'nnunet_recur.trainers', 'torch'))))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == ""
+    assert result.stdout.splitlines() == ["", "[]"]
+
+
+def test_float_nifti_with_a_damaged_gzip_crc_is_refused_not_scored(tmp_path):
+    """The one-pass float reader reads the stream to its end, so gzip's CRC check refuses the file with the
+    reader guard's message (before, only ITK's later header read happened to stop it, with its own)."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    path = tmp_path / "pet.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.ones((4, 5, 6), np.float32)), str(path), useCompression=True)
+    assert volumes.read_volume(path).array.sum() == 120
+    data = bytearray(path.read_bytes())
+    data[-8] ^= 0xFF  # the CRC32 in the gzip trailer; ISIZE (the last 4 bytes) stays right
+    path.write_bytes(bytes(data))
+    with pytest.raises(EvaluationError, match="pet.nii.gz: unreadable or truncated NIfTI"):
+        volumes.read_volume(path)

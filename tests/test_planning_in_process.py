@@ -1,5 +1,5 @@
 """``recur plan`` with one process runs nnU-Net's integrity check, fingerprint and preprocessing in this
-process (:func:`nnunet_recur.trainers.planning.nnunet_in_process`): no worker is started, and it writes
+process (:func:`nnunet_recur.trainers.inprocess_pool.nnunet_in_process`): no worker is started, and it writes
 the same plans and fingerprints (bytes) and preprocessed arrays as nnU-Net's own process pools."""
 
 import multiprocessing.process
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from test_trainers_nnunet import write_dataset
 
-from nnunet_recur.trainers import planning
+from nnunet_recur.trainers import inprocess_pool, planning
 
 RELAPSE_ID, HECKTOR_ID = 993, 994
 RELAPSE = f"Dataset{RELAPSE_ID}_RecurInProc"
@@ -16,7 +16,7 @@ HECKTOR = f"Dataset{HECKTOR_ID}_HecktorInProc"
 
 
 def test_in_process_pool_runs_in_order_and_raises_at_get():
-    pool = planning.InProcessPool(4)
+    pool = inprocess_pool.InProcessPool(4)
     with pool as p:
         assert p.starmap(pow, [(2, 3), (3, 2)]) == [8, 9]
         assert p.starmap_async(pow, [(2, 5)]).get() == [32]
@@ -32,10 +32,11 @@ def test_override_is_scoped_to_planning():
     import nnunetv2.utilities.utils as utils_module
 
     pool, spawn = utils_module.Pool, fingerprint_module.multiprocessing
-    with planning.nnunet_in_process(2):  # several processes: nnU-Net's spawn pools, no fork pool for listing
-        assert utils_module.Pool is planning.InProcessPool
+    # several processes: nnU-Net's spawn pools, no fork pool for listing
+    with inprocess_pool.nnunet_in_process(2):
+        assert utils_module.Pool is inprocess_pool.InProcessPool
         assert fingerprint_module.multiprocessing is spawn
-    with pytest.raises(RuntimeError), planning.nnunet_in_process(1):
+    with pytest.raises(RuntimeError), inprocess_pool.nnunet_in_process(1):
         assert preprocessor_module.multiprocessing is not multiprocessing
         raise RuntimeError("restored even when planning fails")
     assert utils_module.Pool is pool and fingerprint_module.multiprocessing is spawn

@@ -311,20 +311,50 @@ def test_ensemble_then_rerun_and_a_zip_on_a_machine_without_the_training_data(tr
     np.testing.assert_array_equal(from_zip, single)
 
 
-def test_a_batch_reports_the_failing_patient_and_carries_on(trained, monkeypatch, tmp_path):
+def test_a_batch_reports_the_failing_and_the_killed_patient_and_carries_on(trained, monkeypatch, tmp_path):
+    """Two worker processes: a patient without PET fails, the worker of another is killed (SIGKILL, as the
+    out-of-memory killer does) while the third waits or runs: that patient alone fails, the pool is rebuilt
+    and the third is predicted (before, every pending patient failed with BrokenProcessPool)."""
+    import signal
+    import tempfile
+    import threading
+    import time
+
     root, env, patient, _ = trained
     cohort = tmp_path / "cohort"
-    shutil.copytree(patient, cohort / patient.name)
-    without_pet(patient, cohort / "NO_PET")
+    without_pet(patient, cohort / "A_NO_PET")
+    shutil.copytree(patient, cohort / "B_KILLED")
+    shutil.copytree(patient, cohort / "C_OK")
     out = tmp_path / "batch"
-    result = predict(  # two worker processes, each with its own predictor
-        [str(cohort), "--cohort", "--workers", "2", "--model", str(model_dir(root)), "--out", str(out)],
-        env,
-        monkeypatch,
-    )
-    assert result.exit_code == 1
-    assert "FAIL NO_PET [pet_missing]" in result.output and "1 of 2 patient(s) predicted" in result.output
-    assert (out / patient.name / "RS_recur_prediction.dcm").is_file() and not (out / "NO_PET").exists()
+    markers = tmp_path / "tmp"  # the worker pool's job markers (worker pid -> patient folder) land here
+    markers.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(markers))
+    args = [str(cohort), "--cohort", "--workers", "2", "--model", str(model_dir(root)), "--out", str(out)]
+    finished: dict = {}
+    run = threading.Thread(target=lambda: finished.setdefault("result", predict(args, env, monkeypatch)))
+    run.start()
+
+    def running() -> dict[str, int]:
+        found = {}
+        for marker in markers.glob("recur_workers_*/round*/*"):
+            try:
+                found[Path(marker.read_text()).name] = int(marker.name)
+            except (OSError, ValueError):
+                pass  # removed or being written right now
+        return found
+
+    deadline = time.time() + 300
+    while "B_KILLED" not in running() and run.is_alive() and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(running()["B_KILLED"], signal.SIGKILL)
+    run.join(timeout=300)
+    result = finished["result"]
+    assert result.exit_code == 1, result.output
+    assert "FAIL A_NO_PET [pet_missing]" in result.output
+    assert "FAIL B_KILLED [worker]" in result.output and "worker process died" in result.output
+    assert "1 of 3 patient(s) predicted" in result.output and "Traceback" not in result.output
+    assert (out / "C_OK" / "RS_recur_prediction.dcm").is_file()
+    assert not (out / "A_NO_PET").exists() and not (out / "B_KILLED").exists()
 
 
 def _error_lines(output: str) -> list[str]:

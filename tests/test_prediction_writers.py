@@ -14,13 +14,13 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from real_data import REAL
 
 from nnunet_recur.dataset_conversion.dicom_series import read_image_series, scan_folder
 from nnunet_recur.dataset_conversion.rtstruct import rasterise_roi, read_rtstruct
 from nnunet_recur.prediction.rtstruct_writer import RoiSpec, build_rtstruct, trace_pixel_edges
 from nnunet_recur.prediction.seg_writer import build_binary_seg, build_probability_seg
 
-REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "testdata" / "real"
 IBSI = REAL / "ibsi_validation_STS_001"
 IBSI_CT = IBSI / "dicom" / "CT" / "image"
 

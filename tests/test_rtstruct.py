@@ -9,9 +9,11 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from dicom_files import new_dataset
 from matplotlib.path import Path as MplPath
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+from real_data import real
 
 from nnunet_recur.dataset_conversion.dicom_series import image_series_in, read_image_series
 from nnunet_recur.dataset_conversion.errors import ConversionError
@@ -23,15 +25,7 @@ from nnunet_recur.dataset_conversion.rtstruct import (
     sanitise_roi_name,
 )
 
-REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "testdata" / "real"
 FOR_UID = "1.2.826.0.1.3680043.8.498.77"
-
-
-def real(sub: str) -> Path:
-    path = REAL / sub
-    if not path.exists():
-        pytest.skip(f"real test data not available: {path}")
-    return path
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -49,15 +43,7 @@ def reference_grid(size=(20, 16, 5), spacing=(1.0, 1.0, 2.0), origin=(0.0, 0.0, 
 
 def write_rtstruct(path: Path, rois: dict[str, list[np.ndarray]], frame_of_reference=FOR_UID) -> Path:
     """Minimal RTSTRUCT with CLOSED_PLANAR contours ((N, 3) mm arrays); [] = an ROI without contours."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.3"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "RTSTRUCT"
+    ds = new_dataset("RTSTRUCT", "1.2.840.10008.5.1.4.1.1.481.3")
     ds.SeriesInstanceUID = generate_uid()
     ds.StudyInstanceUID = generate_uid()
     ref = Dataset()

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from nnunet_recur.nnunet_names import ext_trainer_value
 from nnunet_recur.workflow import demo as d
 from nnunet_recur.workflow.driver import Driver
 from nnunet_recur.workflow.executors.local import LocalExecutor
@@ -66,7 +67,7 @@ def prepared(tmp_path_factory):
     base = tmp_path_factory.mktemp("study")
     cfg = d.DemoConfig(out=base / "prep", epochs=2, seeds=2, inhouse_cases=8, hecktor_cases=5)
     env = {"nnUNet_raw": str(base / "raw"), "nnUNet_preprocessed": str(base / "pre"),
-           "nnUNet_results": str(base / "unused"), "nnUNet_extTrainer": d.ext_trainer_path(),
+           "nnUNet_results": str(base / "unused"), "nnUNet_extTrainer": ext_trainer_value({}),
            "nnUNet_def_n_proc": "1"}  # fmt: skip
     jobs = d.preparation_jobs(cfg, d.DemoPaths(cfg, env))
     console = Console(file=io.StringIO())

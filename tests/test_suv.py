@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
+from real_data import REAL, real
 
 from nnunet_recur.dataset_conversion.dicom_series import image_series_in, read_image_series
 from nnunet_recur.dataset_conversion.errors import ConversionError
@@ -25,15 +25,7 @@ from nnunet_recur.dataset_conversion.suv import (
     uptake_seconds,
 )
 
-REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "testdata" / "real"
 CALC_SUV = REAL / "calculate-suv_header_metadata"
-
-
-def real(sub: str) -> Path:
-    path = REAL / sub
-    if not path.exists():
-        pytest.skip(f"real test data not available: {path}")
-    return path
 
 
 def expected_factors() -> dict[str, float]:

@@ -503,7 +503,7 @@ def test_rerun_skips_finished_patients(tmp_path):
     make_cohort(tmp_path, 3, 1, "inhouse-nifti", progress=lambda name, skipped: seen.append((name, skipped)))
     assert seen == [("PAT_1_001", True), ("PAT_1_002", True), ("PAT_1_003", False)]
     assert ct.stat().st_mtime_ns == stamp
-    assert not list(tmp_path.rglob(".partial-*"))
+    assert not list(tmp_path.rglob(".partial-*")) and not list(tmp_path.rglob(".*.tmp*"))
 
 
 def test_po_probability_is_the_density_the_sampler_draws_from():

@@ -551,7 +551,8 @@ def test_monai_dice_test_is_not_skipped_when_monai_is_missing():
     assert "importorskip" not in source
     import tomllib
 
-    test_extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    test_extra = project["optional-dependencies"]["test"]
     assert any(requirement.startswith("monai") for requirement in test_extra)
 
 

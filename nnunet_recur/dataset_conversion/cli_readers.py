@@ -6,11 +6,11 @@ same folder, then os.replace) and print what was odd. dataset_conversion/cli.py 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
 
+from nnunet_recur.atomic_io import atomic_path
 from nnunet_recur.exit_status import BAD_INPUT
 
 
@@ -18,15 +18,8 @@ def write_image_atomic(image, path: Path) -> None:
     """Write a SimpleITK image to `path` via a temporary file in the same folder (never half-written)."""
     import SimpleITK as sitk
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
-    try:
+    with atomic_path(path) as tmp:
         sitk.WriteImage(image, str(tmp), useCompression=True)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _fail(exc: Exception) -> None:

@@ -8,7 +8,6 @@ Only file names of the form `<prefix>_NNN...` are ever deleted. No patient name 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -17,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from nnunet_recur import atomic_io, nnunet_names
+from nnunet_recur.atomic_io import write_text_atomic  # noqa: F401 - the converter's callers import it here
 from nnunet_recur.dataset_conversion.nifti_io import verify_written_nifti
 
 FILE_ENDING = ".nii.gz"
@@ -38,7 +39,7 @@ def dataset_folder_name(dataset_id: int, name: str) -> str:
         raise DatasetLocationError(f"--dataset-id must be between 1 and 999, got {dataset_id}")
     if not _DATASET_NAME_RE.match(name):
         raise DatasetLocationError(f"dataset name {name!r} must be letters, digits, '_' or '-'")
-    return f"Dataset{int(dataset_id):03d}_{name}"
+    return nnunet_names.dataset_folder_name(dataset_id, name)
 
 
 def raw_root(raw_dir: str | os.PathLike | None) -> Path:
@@ -55,7 +56,7 @@ def check_no_id_clash(root: Path, dataset_id: int, folder_name: str) -> None:
     """nnU-Net finds a dataset by its number: a second DatasetXXX_* folder with that number breaks it."""
     if not root.is_dir():
         return
-    prefix = f"Dataset{int(dataset_id):03d}_"
+    prefix = nnunet_names.dataset_prefix(dataset_id)
     clashes = sorted(p.name for p in root.iterdir() if p.name.startswith(prefix) and p.name != folder_name)
     if clashes:
         raise DatasetLocationError(
@@ -65,24 +66,9 @@ def check_no_id_clash(root: Path, dataset_id: int, folder_name: str) -> None:
 
 
 def write_json_atomic(path: Path, content: dict | list) -> None:
-    """JSON with a fixed layout (indent 4, insertion order) so reruns produce the same bytes."""
-    write_text_atomic(path, json.dumps(content, indent=4) + "\n")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """`text` to `path` via a temporary name and os.replace; on a storage error (disk full) the temporary
-    file is removed and an OSError with one plain line (the path and the reason) is raised."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
+    """JSON with the converter's fixed layout (indent 4, insertion order; nnU-Net's dataset.json and the
+    reports keep the bytes they always had) so reruns produce the same bytes; the writer is atomic_io's."""
+    atomic_io.write_json_atomic(path, content, indent=4, allow_nan=True)
 
 
 def ct_for_writing(ct: sitk.Image) -> sitk.Image:

@@ -17,6 +17,9 @@ from nnunet_recur.evaluation.cli_dose import dose_pattern
 from nnunet_recur.evaluation.cli_dp_qa import dp_qa
 from nnunet_recur.evaluation.cli_federated import pool, site_summary
 from nnunet_recur.evaluation.cli_training_curves import training_curves
+from nnunet_recur.evaluation.inputs import case_selection as _case_selection
+from nnunet_recur.evaluation.inputs import folders_from_dataset as _folders
+from nnunet_recur.evaluation.inputs import require_option as _require
 from nnunet_recur.exit_status import BAD_INPUT, FAILED_CASES
 
 app = typer.Typer(
@@ -82,44 +85,6 @@ COMPARE_OWNED = (
     "capture_vs_volume.png",
     "figures",
 )
-
-
-def _folders(dataset: str | None, split: str, **given: Path | None) -> dict[str, Path | None]:
-    """Fill folders not given explicitly from an nnU-Net raw dataset (images/labels/masks + split)."""
-    from nnunet_recur.evaluation.volumes import dataset_folders, find_dataset
-
-    if dataset is None:
-        return given
-    found = dataset_folders(find_dataset(dataset), split)
-    return {key: value if value is not None else found[key] for key, value in given.items()}
-
-
-def _require(value: Path | None, option: str) -> Path:
-    from nnunet_recur.evaluation.volumes import EvaluationError
-
-    if value is None:
-        raise EvaluationError(f"{option} is required (or give --dataset)")
-    return value
-
-
-def _case_selection(
-    available: list[str], where: Path, cases: str | None, splits: Path | None = None, fold: int | None = None
-) -> list[str]:
-    from nnunet_recur.evaluation.volumes import (
-        EvaluationError,
-        cases_from_splits,
-        parse_cases,
-        select_cases,
-    )
-
-    requested = parse_cases(cases)
-    if splits is not None or fold is not None:
-        if requested is not None:
-            raise EvaluationError("give either --cases or --splits/--fold, not both")
-        if splits is None or fold is None:
-            raise EvaluationError("--splits and --fold go together")
-        requested = cases_from_splits(splits, fold)
-    return select_cases(available, requested, where)
 
 
 DATASET_HELP = (
@@ -447,90 +412,31 @@ def compare(
     from nnunet_recur.evaluation.staging import staged_report
 
     with _reported_errors(), staged_report(out, "compare", COMPARE_OWNED) as stage:
-        from nnunet_recur.evaluation import comparison, report
-        from nnunet_recur.evaluation import figures as figure_module
-        from nnunet_recur.evaluation.parallel import map_cases
-        from nnunet_recur.evaluation.provenance import provenance
-        from nnunet_recur.evaluation.volumes import EvaluationError, cases_in
+        from nnunet_recur.evaluation.compare_run import CompareOptions, run_compare
 
-        if quartiles not in report.QUARTILE_METHODS:
-            raise EvaluationError(
-                f"--quartiles {quartiles!r}: choose one of {', '.join(report.QUARTILE_METHODS)}"
-            )
-        folders = _folders(dataset, "Ts", labels=gt, images=images, masks=masks)
-        labels = _require(folders["labels"], "--gt")
-        image_dir = folders["images"] if folders["images"] is None or folders["images"].is_dir() else None
-        mask_dir = folders["masks"] if folders["masks"] is None or folders["masks"].is_dir() else None
-        if images is not None and image_dir is None:
-            raise EvaluationError(f"{images}: folder not found")
-        if masks is not None and mask_dir is None:
-            raise EvaluationError(f"{masks}: folder not found")
-        methods = [comparison.Method.parse(spec, threshold) for spec in pred]
-        names = [m.name for m in methods]
-        if len(set(names)) != len(names):
-            raise EvaluationError(f"--pred names must differ: {', '.join(names)}")
-        best_name = best if best is not None else names[0]
-        if best_name not in names:
-            raise EvaluationError(f"--best {best_name!r} is not one of the --pred names ({', '.join(names)})")
-        reference_cases = cases_in(labels)
-        selected = _case_selection(reference_cases, labels, cases)
-        unmatched = comparison.unmatched_predictions(methods, reference_cases)
-        for name, ids in unmatched.items():
-            typer.echo(
-                f"warning: {name}: {len(ids)} prediction(s) without a reference label in {labels}, "
-                f"not scored: {', '.join(ids)}",
-                err=True,
-            )
-        inputs = comparison.CompareInputs(
-            labels=labels,
-            methods=tuple(methods),
-            images=image_dir,
-            masks=mask_dir,
-            allow_missing=allow_missing,
-            hd95=hd95,
-            curves=curves,
-            figures=figures,
+        summary = run_compare(
+            stage,
+            CompareOptions(
+                pred=pred,
+                gt=gt,
+                images=images,
+                masks=masks,
+                dataset=dataset,
+                cases=cases,
+                best=best,
+                threshold=threshold,
+                allow_missing=allow_missing,
+                hd95=hd95,
+                curves=curves,
+                figures=figures,
+                seed=seed,
+                quartiles=quartiles,
+                workers=workers,
+                dose=dose,
+                rx=rx,
+            ),
+            warn=lambda note: typer.echo(f"warning: {note}", err=True),
         )
-        results = map_cases(comparison.CaseEvaluator(inputs), selected, workers, "compare")
-        settings = {
-            "gt": str(labels),
-            "images": str(image_dir) if image_dir else None,
-            "masks": str(mask_dir) if mask_dir else None,
-            "threshold": threshold,
-            "allow_missing": allow_missing,
-            "hd95": hd95,
-            "seed": seed,
-            "quartiles": quartiles,
-        }
-        extra = {
-            "unmatched_predictions": unmatched,
-            "provenance": provenance([path for r in results for path in r.inputs]),
-        }
-        summary = report.write_compare_report(stage, results, methods, best_name, seed, settings, extra)
-        if dose is not None:  # the in-field column (recur-eval dose-pattern's PO-dose rule)
-            from nnunet_recur.evaluation import dose_report
-
-            infield = dose_report.infield_capture(results, labels, dose, rx)
-            dose_report.add_infield_column(stage, infield)
-        for note in summary["warnings"]:
-            typer.echo(f"warning: {note}", err=True)
-        if figures:
-            colours = figure_module.method_colours(names + [comparison.SUV_CURVE])
-            for result in results:
-                figure_module.plot_po_overlays(result.case, result.slices, colours, stage / "figures")
-            rows = {row["method"]: row for row in summary["table1"]}
-            po_total = rows["Ground truth"]["po_total"]
-            fixed = {
-                n: (
-                    float(sum(m.pred_cc for r in results for m in r.methods if m.method == n))
-                    / max(rows[n]["n_cases"], 1),
-                    rows[n]["po_captured"],
-                )
-                for n in names
-            }
-            figure_module.plot_capture_curves(
-                summary["capture_curves"], fixed, po_total, stage / "capture_vs_volume.png", colours
-            )
     typer.echo((out / "table1.md").read_text(encoding="utf-8"))
     typer.echo(f"wrote {out}/per_case.csv, table1.md, table1.csv, stats.json, summary.json")
     missing = sum(len(v) for v in summary["missing"].values())

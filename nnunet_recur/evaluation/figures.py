@@ -5,10 +5,11 @@ matplotlib runs with the Agg backend; every PNG is written to a temp name and mo
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from nnunet_recur.atomic_io import atomic_path
 
 REFERENCE_COLOUR = "#ff3fa4"  # pink, as the paper's Figure 5
 METHOD_COLOURS = ["#1f77b4", "#2ca02c", "#e6c200", "#d62728", "#9467bd", "#ff7f0e", "#17becf", "#8c564b"]
@@ -25,10 +26,8 @@ def _pyplot():
 
 def _save(fig, path: Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
     return path
 
 

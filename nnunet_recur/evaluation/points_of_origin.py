@@ -137,7 +137,7 @@ def distances_to_prediction_mm(
     ]
 
 
-#: First search radius of `_nearest_mm`; it grows 4x per round.
+#: First search radius of `_nearest_mm`; it doubles per round until a predicted voxel is found.
 _SEARCH_START_MM = 16.0
 
 
@@ -145,8 +145,10 @@ def _nearest_mm(prediction: np.ndarray, index, spacing: np.ndarray) -> float | N
     """Distance to the nearest non-zero voxel, searched in growing boxes around `index`.
 
     A box reaching `r` mm from the voxel along every axis holds every voxel closer than `r`; so the
-    nearest voxel found in it is the global nearest once its distance is <= r. Far cheaper than
-    scanning the whole volume for a prediction near the PO (the common case).
+    nearest voxel found in it is the global nearest once its distance is <= r. When the nearest found
+    is farther than `r`, one last box of exactly that distance settles it (it holds every closer voxel),
+    instead of growing to a box that may be the whole volume. Far cheaper than scanning the whole
+    volume for a prediction near the PO (the common case).
     """
     centre = np.asarray(index)
     shape = np.asarray(prediction.shape)
@@ -156,15 +158,16 @@ def _nearest_mm(prediction: np.ndarray, index, spacing: np.ndarray) -> float | N
         low, high = np.maximum(centre - half, 0), np.minimum(centre + half + 1, shape)
         box = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
         whole = bool(np.all(low == 0) and np.all(high == shape))
-        window = prediction[box]
-        found = np.argwhere(as_mask(window)) if window.any() else np.empty((0, 3), dtype=np.intp)
+        found = np.argwhere(prediction[box])  # non-zero voxels: binarised as `as_mask` does
         if found.size:
             nearest = float(np.sqrt((((found + low - centre) * spacing) ** 2).sum(axis=1).min()))
             if nearest <= radius or whole:
                 return nearest
+            radius = nearest
         elif whole:
             return None
-        radius *= 4.0
+        else:
+            radius *= 2.0
 
 
 def captured(po: PointOfOrigin, prediction: np.ndarray) -> bool:

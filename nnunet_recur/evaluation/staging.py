@@ -30,22 +30,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from nnunet_recur.evaluation.volumes import EvaluationError, write_json
+from nnunet_recur.worker_pool import pid_alive
 
 STAGING_PREFIX = ".staging-"
 
 
 def status_path(out: Path, command: str) -> Path:
     return Path(out) / f"{command}.status.json"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _remove(path: Path) -> None:
@@ -61,7 +52,7 @@ def _clean_dead_staging(out: Path, command: str) -> None:
             pid = int(folder.name.rsplit("-", 1)[1])
         except (IndexError, ValueError):
             continue
-        if pid != os.getpid() and not _alive(pid):
+        if pid != os.getpid() and not pid_alive(pid):
             shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -22,10 +22,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from nnunet_recur.atomic_io import atomic_path, write_json_atomic
 
 CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_latest.pth")
 BEST_FILE = "recur_best.json"  # written by nnUNetTrainerRecur.on_train_end (trainers/seeds.py BEST_FILE)
@@ -181,12 +182,10 @@ def write_training_curves(curves: Sequence[TrainingCurve], out: Path, stem: str 
     png = plot_training_curves(curves, out / f"{stem}.png")
     rows = [row for c in curves for row in c.rows()]
     csv_path = out / f"{stem}.csv"
-    tmp = csv_path.with_name(f".{csv_path.name}.tmp{os.getpid()}")
-    with tmp.open("w", newline="") as f:
+    with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["run", "epoch"])
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, csv_path)
     summary = {
         c.label: {
             "source": c.source,
@@ -199,9 +198,8 @@ def write_training_curves(curves: Sequence[TrainingCurve], out: Path, stem: str 
         for c in curves
     }
     json_path = out / f"{stem}.json"
-    tmp = json_path.with_name(f".{json_path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, json_path)
+    # indent 2, no final newline: the bytes this file always had
+    write_json_atomic(json_path, summary, indent=2, allow_nan=True, final_newline=False)
     return {"png": png, "csv": csv_path, "json": json_path}
 
 

@@ -1,23 +1,37 @@
 """Reading evaluation inputs from disk: volumes with their geometry, case lists, dataset folders.
 
-Evaluation reads files only (nnU-Net naming) and never imports the trainers; from the converter it
-borrows exactly one function, the NIfTI truncation guard `nifti_io.check_nifti_complete`, so that both
-sides of the pipeline refuse a cut-short file by the same rule (ITK silently zero-fills it). On top of
-it `read_volume` refuses non-finite voxels: a NaN would otherwise count as background in a mask and as
-"no uptake" in a PET. Every volume travels with its grid (`Volume`), and grids are compared in exactly
-one place (`require_same_grid`) with one tolerance, so a resampling slip upstream is refused, not
-averaged.
+Evaluation reads files only (nnU-Net naming) and imports neither the trainers nor the converter; the
+NIfTI header parser and truncation guard come from the neutral `nnunet_recur/nifti_header.py`, which
+the converter uses too, so that both sides of the pipeline refuse a cut-short file by the same rule (ITK
+silently zero-fills it). On top of it `read_volume` refuses non-finite voxels: a NaN would otherwise
+count as background in a mask and as "no uptake" in a PET. Every volume travels with its grid
+(`Volume`), and grids are compared in exactly one place (`require_same_grid`) with one tolerance, so a
+resampling slip upstream is refused, not averaged.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import struct
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from nnunet_recur.atomic_io import atomic_path, write_json_atomic, write_text_atomic
+from nnunet_recur.nifti_header import (
+    NiftiHeader,
+    count_nonfinite,
+    inspect_nifti,
+    read_plain_float_voxels,
+)
+from nnunet_recur.nnunet_names import DatasetNotFoundError, find_dataset_folder
+
+#: What reading a damaged NIfTI can raise (NiftiCheckError is a ValueError).
+_STREAM_ERRORS = (OSError, EOFError, ValueError, struct.error, zlib.error)
 
 #: One tolerance for every grid comparison: spacing and origin in mm, direction cosines unitless.
 #: NIfTI stores the affine in float32, so 1e-3 comfortably covers round-off on 500 mm origins while
@@ -109,23 +123,25 @@ class Volume:
         return str(self.path) if self.path is not None else "<in-memory volume>"
 
 
-def require_complete(path: Path) -> None:
-    """The converter's truncation guard (header's voxel bytes vs the gzip stream), as an EvaluationError.
+def _nifti_error(path: Path, exc: BaseException) -> EvaluationError:
+    lines = str(exc).strip().splitlines()
+    return EvaluationError(
+        f"{path}: unreadable or truncated NIfTI ({lines[0] if lines else type(exc).__name__})"
+    )
 
-    A zero-byte or non-NIfTI file fails here too (no header to read).
-    """
-    import struct
-    import zlib
 
-    from nnunet_recur.dataset_conversion.nifti_io import check_nifti_complete
-
+def inspect_header(path: Path) -> NiftiHeader:
+    """The NIfTI header, after the shared truncation guard (header's voxel bytes vs the gzip stream), as
+    an EvaluationError; one open of the file. A zero-byte or non-NIfTI file fails here too."""
     try:
-        check_nifti_complete(Path(path))
-    except (OSError, EOFError, ValueError, struct.error, zlib.error) as exc:
-        lines = str(exc).strip().splitlines()
-        raise EvaluationError(
-            f"{path}: unreadable or truncated NIfTI ({lines[0] if lines else type(exc).__name__})"
-        ) from exc
+        return inspect_nifti(Path(path))
+    except _STREAM_ERRORS as exc:
+        raise _nifti_error(path, exc) from exc
+
+
+def require_complete(path: Path) -> None:
+    """`inspect_header` for callers that only need the check."""
+    inspect_header(path)
 
 
 def require_finite(array: np.ndarray, name: str) -> None:
@@ -138,119 +154,7 @@ def require_finite(array: np.ndarray, name: str) -> None:
         raise EvaluationError(f"{name}: {bad} non-finite voxel(s) (NaN or inf); refusing to score them")
 
 
-#: NIfTI datatype codes of floating-point voxels -> numpy dtype (the only ones that can hold NaN / inf).
-_NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8", 32: "c8", 1792: "c16"}
-_SCAN_CHUNK_BYTES = 1 << 24
-_MAX_DEFLATE_RATIO = 1032
-
-
-@dataclass(frozen=True)
-class _NiftiLayout:
-    """What the NIfTI header says about the voxel stream (NIfTI-1 or -2, either byte order)."""
-
-    dtype: np.dtype | None  # None: not a floating-point type
-    offset: int
-    voxels: int
-    slope: float
-    intercept: float
-
-    @property
-    def plain_float(self) -> bool:
-        """Real float32/float64 voxels stored as values (no scaling): readable straight from the stream."""
-        return (
-            self.dtype is not None
-            and self.dtype.kind == "f"
-            and self.slope in (0.0, 1.0)
-            and self.intercept == 0.0
-        )
-
-
-def _nifti_layout(path: Path, header: bytes) -> _NiftiLayout:
-    import struct
-
-    for endian in ("<", ">"):
-        (sizeof_hdr,) = struct.unpack(endian + "i", header[:4])
-        if sizeof_hdr == 348:
-            (datatype,) = struct.unpack(endian + "h", header[70:72])
-            dims = struct.unpack(endian + "8h", header[40:56])
-            (offset,) = struct.unpack(endian + "f", header[108:112])
-            slope, intercept = struct.unpack(endian + "2f", header[112:120])
-            offset = int(offset) or 352
-            break
-        if sizeof_hdr == 540:
-            (datatype,) = struct.unpack(endian + "h", header[12:14])
-            dims = struct.unpack(endian + "8q", header[16:80])
-            (offset,) = struct.unpack(endian + "q", header[168:176])
-            slope, intercept = struct.unpack(endian + "2d", header[176:192])
-            offset = int(offset) or 544
-            break
-    else:
-        raise EvaluationError(f"{path}: not a NIfTI header")
-    voxels = 1
-    for d in dims[1 : max(1, min(int(dims[0]), 7)) + 1]:
-        voxels *= max(int(d), 1)
-    code = _NIFTI_FLOAT_TYPES.get(int(datatype))
-    return _NiftiLayout(
-        dtype=np.dtype(endian + code) if code else None,
-        offset=offset,
-        voxels=voxels,
-        slope=float(slope) if np.isfinite(slope) else 0.0,
-        intercept=float(intercept) if np.isfinite(intercept) else 0.0,
-    )
-
-
-def _voxel_stream(path: Path):
-    """A binary file object over the uncompressed bytes of a .nii or .nii.gz file."""
-    import gzip
-
-    opener = gzip.open if path.name.endswith(".gz") else open
-    return opener(path, "rb")
-
-
-def _count_nonfinite(fh, layout: _NiftiLayout) -> int:
-    """NaN / inf voxels in the stream `fh` (positioned anywhere), scanned in 16 MiB chunks."""
-    fh.seek(layout.offset)
-    bad, tail = 0, b""
-    while chunk := fh.read(_SCAN_CHUNK_BYTES):
-        chunk = tail + chunk
-        usable = len(chunk) - len(chunk) % layout.dtype.itemsize
-        values = np.frombuffer(chunk[:usable], dtype=layout.dtype)
-        bad += int(values.size - np.count_nonzero(np.isfinite(values)))
-        tail = chunk[usable:]
-    return bad
-
-
-def _read_all_voxels(fh, layout: _NiftiLayout, path: Path) -> np.ndarray:
-    """Every voxel of the stream `fh`, in file order (1-D, native byte order, writable like ITK's)."""
-    size = layout.voxels * layout.dtype.itemsize
-    on_disk = path.stat().st_size
-    # deflate cannot expand more than ~1032:1: a header promising more is lying (and would have us
-    # allocate it); the truncation check only compares sizes modulo 2**32
-    if size > (_MAX_DEFLATE_RATIO * on_disk if path.name.endswith(".gz") else on_disk):
-        raise EvaluationError(f"{path}: header promises {size} voxel bytes, more than the file can hold")
-    fh.seek(layout.offset)
-    data = bytearray(size)
-    view, filled = memoryview(data), 0
-    while filled < len(data) and (got := fh.readinto(view[filled:])):
-        filled += got
-    if filled != len(data):
-        raise EvaluationError(f"{path}: voxel data truncated ({filled} of {len(data)} bytes)")
-    return np.frombuffer(data, dtype=layout.dtype).astype(layout.dtype.newbyteorder("="), copy=False)
-
-
-def nonfinite_nifti_voxels(path: Path) -> int:
-    """Number of NaN / inf voxels stored in a NIfTI file, read from the raw voxel stream.
-
-    ITK's NIfTI reader turns NaN into 0 (measured with SimpleITK 2.5), so the array it returns cannot
-    show them: the bytes on disk are scanned instead. Integer files hold none (0).
-    """
-    path = Path(path)
-    with _voxel_stream(path) as fh:
-        layout = _nifti_layout(path, fh.read(544))
-        return 0 if layout.dtype is None else _count_nonfinite(fh, layout)
-
-
-def _guarded_float_voxels(path: Path, allow_nan: bool = False) -> np.ndarray | None:
+def _guarded_float_voxels(path: Path, header: NiftiHeader, allow_nan: bool = False) -> np.ndarray | None:
     """One pass over a NIfTI's voxel stream: NaN / inf refused; unscaled float voxels returned.
 
     Returns the voxels (1-D, file order) of an unscaled float32/float64 file, decompressed once, so
@@ -259,14 +163,15 @@ def _guarded_float_voxels(path: Path, allow_nan: bool = False) -> np.ndarray | N
     `allow_nan` (a dose's "not covered" voxels): NaN is kept, inf still refused; a scaled float file
     then refuses NaN too, because ITK would turn it into 0 on reading it.
     """
-    with _voxel_stream(path) as fh:
-        layout = _nifti_layout(path, fh.read(544))
-        if layout.dtype is None:
+    if header.float_dtype is None:
+        return None
+    try:
+        if not header.plain_float:
+            _refuse_nonfinite(count_nonfinite(path, header), path)
             return None
-        if not layout.plain_float:
-            _refuse_nonfinite(_count_nonfinite(fh, layout), path)
-            return None
-        values = _read_all_voxels(fh, layout, path)
+        values = read_plain_float_voxels(path, header)
+    except _STREAM_ERRORS as exc:
+        raise _nifti_error(path, exc) from exc
     if allow_nan:
         infinite = int(np.count_nonzero(np.isinf(values)))
         if infinite:
@@ -294,8 +199,7 @@ def read_volume(path: Path, dtype=None, allow_nan: bool = False) -> Volume:
     if not path.is_file():
         raise EvaluationError(f"{path}: file not found")
     if path.name.endswith((".nii", NIFTI)):
-        require_complete(path)
-        values = _guarded_float_voxels(path, allow_nan)
+        values = _guarded_float_voxels(path, inspect_header(path), allow_nan)
         if values is not None:
             reader = sitk.ImageFileReader()
             reader.SetFileName(str(path))
@@ -344,43 +248,25 @@ def require_same_grid(volume: Volume, reference: Volume, tolerance: float = GEOM
 
 
 def write_mask(mask: np.ndarray, grid: Grid, path: Path) -> None:
-    """Write a uint8 0/1 mask on `grid`, atomically (temp name in the same folder, then os.replace)."""
+    """Write a uint8 0/1 mask on `grid`, atomically (atomic_io)."""
     import SimpleITK as sitk
 
-    path = Path(path)
     image = sitk.GetImageFromArray(np.ascontiguousarray(mask, dtype=np.uint8))
     image.SetSpacing(grid.spacing)
     image.SetOrigin(grid.origin)
     image.SetDirection(grid.direction)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name[: -len(NIFTI)]}.tmp{os.getpid()}{NIFTI}")
-    sitk.WriteImage(image, str(tmp), useCompression=True)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=True)
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write a text file atomically (temp name in the same folder, then os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write a text file atomically (atomic_io)."""
+    write_text_atomic(path, text)
 
 
 def write_json(path: Path, payload) -> None:
-    write_text(path, json.dumps(payload, indent=2, allow_nan=False, default=_json_default) + "\n")
-
-
-def _json_default(value):
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    """The evaluation's JSON layout: indent 2, insertion order, NaN refused (atomic_io's defaults)."""
+    write_json_atomic(path, payload)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -480,14 +366,10 @@ def find_dataset(path_or_id: str) -> Path:
     raw = os.environ.get("nnUNet_raw")
     if not raw or not Path(raw).is_dir():
         raise EvaluationError(f"dataset {path_or_id!r}: not a folder, and $nnUNet_raw is not set to a folder")
-    folders = sorted(p for p in Path(raw).iterdir() if p.is_dir() and p.name.startswith("Dataset"))
-    if path_or_id.isdigit():
-        matches = [p for p in folders if p.name.startswith(f"Dataset{int(path_or_id):03d}_")]
-    else:
-        matches = [p for p in folders if p.name == path_or_id]
-    if len(matches) != 1:
-        raise EvaluationError(f"dataset {path_or_id!r}: {len(matches)} matching folders in {raw}")
-    return matches[0]
+    try:
+        return find_dataset_folder(Path(raw), path_or_id)
+    except DatasetNotFoundError as exc:
+        raise EvaluationError(f"dataset {path_or_id!r}: {exc}") from exc
 
 
 def dataset_folders(dataset: Path, split: str) -> dict[str, Path]:

@@ -8,6 +8,7 @@ import typer
 
 from nnunet_recur.device_choice import DEVICE_HELP, DeviceChoice
 from nnunet_recur.exit_status import BAD_INPUT, FAILED_CASES
+from nnunet_recur.nnunet_names import CONFIGURATION, PLANS_NAME
 
 PREDICT_HELP = "\n\n".join(
     [
@@ -47,8 +48,8 @@ def predict(
         None, "-d", "--dataset", help="Dataset id or name under $nnUNet_results (instead of --model)."
     ),
     trainer: str = typer.Option("nnUNetTrainerRecur", "-tr", "--trainer", help="Trainer name, with -d."),
-    plans: str = typer.Option("nnUNetRecurPlans", "-p", "--plans", help="Plans identifier, with -d."),
-    configuration: str = typer.Option("3d_recur", "-c", "--configuration", help="Configuration, with -d."),
+    plans: str = typer.Option(PLANS_NAME, "-p", "--plans", help="Plans identifier, with -d."),
+    configuration: str = typer.Option(CONFIGURATION, "-c", "--configuration", help="Configuration, with -d."),
     folds: str = typer.Option(
         "best",
         "--folds",

@@ -45,7 +45,7 @@ class FoldPredictor:
     def __post_init__(self) -> None:
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-        from nnunet_recur.trainers.environment import EXT_TRAINER_VARIABLE, ext_trainer_value
+        from nnunet_recur.nnunet_names import EXT_TRAINER_VARIABLE, ext_trainer_value
 
         # nnU-Net finds the trainer class named in the checkpoint through this variable: no `recur env` needed
         os.environ[EXT_TRAINER_VARIABLE] = ext_trainer_value(os.environ)

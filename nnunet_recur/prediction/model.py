@@ -22,7 +22,13 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nnunet_recur.trainers.planning import RECUR_CONFIGURATION, RECUR_PLANS_NAME
+from nnunet_recur.nnunet_names import (
+    CONFIGURATION,
+    PLANS_NAME,
+    DatasetNotFoundError,
+    find_dataset_folder,
+    trainer_folder_name,
+)
 from nnunet_recur.trainers.seeds import SELECTION_FILE, refresh_selection
 
 # dataset.json channel name -> the key of the prepared image (`prepare.crop_case`) that feeds it
@@ -128,8 +134,8 @@ def resolve_model(
     *,
     dataset: str | None = None,
     trainer: str = "nnUNetTrainerRecur",
-    plans: str = RECUR_PLANS_NAME,
-    configuration: str = RECUR_CONFIGURATION,
+    plans: str = PLANS_NAME,
+    configuration: str = CONFIGURATION,
     checkpoint: str = "checkpoint_final.pth",
 ) -> Model:
     """A `Model` from a folder, a zip, or (model None) dataset id/name + trainer under $nnUNet_results."""
@@ -158,19 +164,14 @@ def resolve_model(
     results = os.environ.get("nnUNet_results")
     if not results:
         raise ModelError("-d needs $nnUNet_results (or pass --model FOLDER|ZIP)")
-    folder_name = f"{trainer}__{plans}__{configuration}"
-    matches = []
-    for child in sorted(Path(results).glob("Dataset*")):
-        number, _, name = child.name[len("Dataset") :].partition("_")
-        if dataset in (child.name, name) or (
-            dataset.isdigit() and number.isdigit() and int(number) == int(dataset)
-        ):
-            matches.append(child / folder_name)
-    if not matches:
-        raise ModelError(f"{results}: no dataset {dataset!r}")
-    if not matches[0].is_dir():
-        raise ModelError(f"{matches[0]}: no such trained model (trainer {trainer})")
-    return _load(matches[0], f"-d {dataset} -tr {trainer}", checkpoint)
+    try:
+        dataset_folder = find_dataset_folder(Path(results), dataset)
+        folder = dataset_folder / trainer_folder_name(trainer, plans, configuration)
+    except DatasetNotFoundError as exc:
+        raise ModelError(f"no dataset {dataset!r}: {exc}") from exc
+    if not folder.is_dir():
+        raise ModelError(f"{folder}: no such trained model (trainer {trainer})")
+    return _load(folder, f"-d {dataset} -tr {trainer}", checkpoint)
 
 
 def choose_folds(model: Model, folds: list[str]) -> tuple[list[int], str]:

@@ -487,8 +487,9 @@ def run_batch(
             if on_result:
                 on_result(result)
         return results
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from functools import partial
+
+    from nnunet_recur.worker_pool import run_jobs
 
     init_args = (
         {"folder": str(predictor.model.folder)},
@@ -497,20 +498,24 @@ def run_batch(
         predictor.tta,
         getattr(predictor, "fold_choice", ""),
     )
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_worker_init,
-        initargs=init_args,
-    ) as pool:
-        futures = {pool.submit(_worker_run, str(f), str(o), options): f for f, o in jobs}
-        for future in as_completed(futures):
-            folder = futures[future]
-            try:
-                result = future.result()
-            except Exception as exc:  # a worker that died: record and carry on
-                result = PatientResult(folder.name, "", False, "worker", f"{type(exc).__name__}: {exc}")
-            results.append(result)
-            if on_result:
-                on_result(result)
+    outs = {str(folder): (folder, out) for folder, out in jobs}
+
+    def record(key: str, result: PatientResult) -> None:
+        results.append(result)
+        if on_result:
+            on_result(result)
+
+    def failed(key: str, message: str, cause: str = "worker") -> PatientResult:
+        folder, out = outs[key]
+        return PatientResult(folder.name, str(out), False, cause, f"{folder}: {message}")
+
+    # a worker that dies (out of memory, kill -9) costs its own patient only; the pool is rebuilt
+    run_jobs(
+        [(key, _worker_run, (key, str(out), options)) for key, (_, out) in outs.items()],
+        workers,
+        record,
+        killed_result=lambda key: failed(key, "the worker process died (killed, out of memory?)"),
+        failed_result=lambda key, exc: failed(key, f"{type(exc).__name__}: {exc}".replace("\n", " ")),
+        initializer=partial(_worker_init, *init_args),
+    )
     return results

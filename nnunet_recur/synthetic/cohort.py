@@ -98,7 +98,7 @@ def _write_patient_folder(
         write_inhouse_dicom(patient, tmp, defect, dose_quirk)
     else:
         write_inhouse_nifti(patient, tmp, defect)
-    os.replace(tmp, final)
+    os.replace(tmp, final)  # a whole folder: atomic_io renames files only
 
 
 def _check_parameters(gt_dir: Path, params: dict) -> None:

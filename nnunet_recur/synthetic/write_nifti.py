@@ -6,30 +6,24 @@ own folder first and is then renamed, so an interrupted run never leaves a half-
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
+
+from nnunet_recur.atomic_io import atomic_path, write_json_atomic
 
 
 def write_image(image, path: Path) -> None:
     """Atomically write a SimpleITK image (gzip-compressed NIfTI)."""
     import SimpleITK as sitk
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".partial-{path.name}")
-    sitk.WriteImage(image, str(tmp), True)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(image, str(tmp), True)
 
 
 def write_json(data, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".partial-{path.name}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """Ground-truth JSON: indent 2, sorted keys (the layout the cohort's files always had)."""
+    write_json_atomic(path, data, indent=2, sort_keys=True, allow_nan=True)
 
 
 def union(*masks):

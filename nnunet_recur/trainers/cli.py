@@ -116,12 +116,8 @@ def best_seed(
     """
     from pathlib import Path
 
-    from nnunet_recur.trainers.planning import (
-        RECUR_CONFIGURATION,
-        RECUR_PLANS_NAME,
-        PlanningError,
-        dataset_name,
-    )
+    from nnunet_recur.nnunet_names import model_folder
+    from nnunet_recur.trainers.planning import PlanningError, dataset_name
     from nnunet_recur.trainers.seeds import select_best_seed
 
     results = os.environ.get("nnUNet_results")
@@ -129,9 +125,7 @@ def best_seed(
         typer.echo('error: nnUNet_results is not set (see `eval "$(recur env)"`)', err=True)
         raise typer.Exit(BAD_INPUT)
     try:
-        model_dir = (
-            Path(results) / dataset_name(dataset_id) / f"{trainer}__{RECUR_PLANS_NAME}__{RECUR_CONFIGURATION}"
-        )
+        model_dir = model_folder(Path(results), dataset_name(dataset_id), trainer)
         best = select_best_seed(model_dir)
     except (PlanningError, FileNotFoundError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)

@@ -1,32 +1,26 @@
-"""The shell lines ``recur env`` prints: where nnU-Net finds our trainers, and hints for its data folders."""
+"""The shell lines ``recur env`` prints: where nnU-Net finds our trainers, and hints for its data folders.
+
+The names and the ``nnUNet_extTrainer`` rule (ours first, keeping the user's folders) live in the light
+``nnunet_recur/nnunet_names.py``; re-exported here for the trainers' callers.
+"""
 
 from __future__ import annotations
 
-import os
 import shlex
 from collections.abc import Mapping
-from pathlib import Path
 
-EXT_TRAINER_VARIABLE = "nnUNet_extTrainer"
-NNUNET_FOLDER_VARIABLES = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
-
-
-def ext_trainer_folder() -> Path:
-    """The folder shipped inside the package whose one module re-exports every trainer."""
-    return Path(__file__).resolve().parent / "ext"
-
-
-def ext_trainer_value(environ: Mapping[str, str]) -> str:
-    """Our folder first, keeping any other folders the user already listed (os.pathsep-separated)."""
-    ours = str(ext_trainer_folder())
-    others = [p for p in environ.get(EXT_TRAINER_VARIABLE, "").split(os.pathsep) if p.strip() and p != ours]
-    return os.pathsep.join([ours, *others])
+from nnunet_recur.nnunet_names import (  # noqa: F401 - re-exports
+    EXT_TRAINER_VARIABLE,
+    FOLDER_VARIABLES,
+    ext_trainer_folder,
+    ext_trainer_value,
+)
 
 
 def env_lines(environ: Mapping[str, str]) -> list[str]:
     """``export nnUNet_extTrainer=...`` plus a commented hint for each unset nnU-Net folder variable."""
     lines = [f"export {EXT_TRAINER_VARIABLE}={shlex.quote(ext_trainer_value(environ))}"]
-    for variable in NNUNET_FOLDER_VARIABLES:
+    for variable in FOLDER_VARIABLES:
         if not environ.get(variable):
             lines.append(
                 f"# {variable} is not set; nnU-Net needs it, e.g.: export {variable}=$HOME/nnUNet/{variable}"

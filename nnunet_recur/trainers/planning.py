@@ -29,12 +29,9 @@ patch); they are moved to the pre-training dataset with nnU-Net's ``move_plans_b
 is preprocessed with them, so pre-training sees data at the resolution and patch size the fine-tuned network
 works at, and both share one architecture (only an output head of a different size is re-initialised).
 
-In-process planning (:func:`nnunet_in_process`): nnU-Net runs its integrity check, fingerprint and
-preprocessing in a fresh ``spawn`` pool even for one process, and each worker re-imports torch and nnunetv2
-(~3.6 CPU-s, ~15 s wall on a loaded 2-core machine) - six times for ``--pretrain-from``. It also forks 12
-copies of the (~1 GB) planning process every time it lists a dataset. While planning runs, the listing pool
-and - for ``num_processes == 1`` - the three spawn pools are replaced by a pool that runs each call here, in
-order; nnU-Net's own per-case functions do the work, so the outputs are the same files.
+In-process planning (``trainers/inprocess_pool.py``): with one process, nnU-Net's spawn pools and its
+12-process listing pool are replaced by calls in this process (~3.6 CPU-s of worker imports saved per pool,
+six pools for ``--pretrain-from``); nnU-Net's own per-case functions do the work, so the files are the same.
 """
 
 from __future__ import annotations
@@ -43,17 +40,20 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from copy import deepcopy
 from dataclasses import dataclass
 
 import numpy as np
 
+from nnunet_recur.atomic_io import write_json_atomic
+from nnunet_recur.nnunet_names import CONFIGURATION, PLANS_NAME
+from nnunet_recur.nnunet_names import dataset_id as dataset_id_of  # many locals here are named dataset_id
+from nnunet_recur.trainers.inprocess_pool import nnunet_in_process
 from nnunet_recur.trainers.network import PAPER_FEATURES_PER_STAGE
 
-RECUR_PLANS_NAME = "nnUNetRecurPlans"
-RECUR_CONFIGURATION = "3d_recur"
+RECUR_PLANS_NAME = PLANS_NAME  # the names live in nnunet_names.py; these aliases keep the callers' imports
+RECUR_CONFIGURATION = CONFIGURATION
 PAPER_PATCH_SIZE = (128, 224, 160)  # (z, y, x)
 PAPER_BATCH_SIZE = 2
 PATCH_DIVISOR = 2 ** (len(PAPER_FEATURES_PER_STAGE) - 1)
@@ -229,93 +229,6 @@ def recur_plans(base_plans: dict, fingerprint: dict, dataset_json: dict, pet_zsc
     return plans
 
 
-# ----------------------------------------------------------------------------------- in-process nnU-Net pools
-class _FinishedCall:
-    """What ``Pool.starmap_async`` returns, for a call that already ran: its errors surface at ``get()``."""
-
-    def __init__(self, call: Callable[[], list]):
-        self._error: BaseException | None = None
-        try:
-            self._value = call()
-        except Exception as error:  # as in a real pool: re-raised where nnU-Net collects the result
-            self._error = error
-
-    def ready(self) -> bool:
-        return True
-
-    def get(self, timeout: float | None = None) -> list:
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
-class _ThisProcess:
-    """Stands in for a pool worker in nnU-Net's "is every worker alive" poll."""
-
-    def is_alive(self) -> bool:
-        return True
-
-
-class InProcessPool:
-    """The part of ``multiprocessing.Pool`` nnU-Net's planning uses (``starmap``, ``starmap_async``,
-    ``_pool``, ``with``), running every call in this process, in submission order."""
-
-    def __init__(self, processes: int | None = None, *args, **kwargs):
-        self._pool = [_ThisProcess()]
-
-    def __enter__(self) -> InProcessPool:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    def starmap(self, function: Callable, iterable: Iterable[Sequence]) -> list:
-        return [function(*args) for args in iterable]
-
-    def starmap_async(self, function: Callable, iterable: Iterable[Sequence]) -> _FinishedCall:
-        return _FinishedCall(lambda: self.starmap(function, iterable))
-
-
-class _InProcessContext:
-    Pool = InProcessPool
-
-
-class _InProcessMultiprocessing:
-    """Replaces the ``multiprocessing`` module name inside the nnU-Net modules below (they only call
-    ``multiprocessing.get_context("spawn").Pool(n)``)."""
-
-    @staticmethod
-    def get_context(method: str | None = None) -> _InProcessContext:
-        return _InProcessContext()
-
-
-@contextmanager
-def nnunet_in_process(num_processes: int) -> Iterator[None]:
-    """While inside: nnU-Net lists datasets without its 12-process fork pool, and with ``num_processes == 1``
-    its integrity check, fingerprint extraction and preprocessing run in this process instead of a spawned
-    one-worker pool. Only module attributes of nnU-Net's planning modules are swapped, and restored on exit,
-    so nothing leaks into other commands; with more processes nnU-Net's own pools do the work."""
-    import nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor as fingerprint_module
-    import nnunetv2.experiment_planning.verify_dataset_integrity as integrity_module
-    import nnunetv2.preprocessing.preprocessors.default_preprocessor as preprocessor_module
-    import nnunetv2.utilities.utils as utils_module
-
-    swaps: list[tuple[object, str, object]] = [(utils_module, "Pool", InProcessPool)]
-    if num_processes == 1:
-        swaps += [
-            (module, "multiprocessing", _InProcessMultiprocessing)
-            for module in (integrity_module, fingerprint_module, preprocessor_module)
-        ]
-    originals = [(module, attribute, getattr(module, attribute)) for module, attribute, _ in swaps]
-    try:
-        for module, attribute, replacement in swaps:
-            setattr(module, attribute, replacement)
-        yield
-    finally:
-        for module, attribute, original in originals:
-            setattr(module, attribute, original)
-
-
 # ------------------------------------------------------------------------------------ nnU-Net orchestration
 def _require_nnunet_paths() -> tuple[str, str]:
     from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
@@ -337,10 +250,8 @@ def dataset_name(dataset_id: int | str) -> str:
 
 
 def _write_json_atomically(data: dict, path: str) -> None:
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as handle:
-        json.dump(data, handle, indent=4, sort_keys=False)
-    os.replace(temporary, path)
+    """The plans file: indent 4, insertion order, no final newline (the bytes it always had)."""
+    write_json_atomic(path, data, indent=4, allow_nan=True, final_newline=False)
 
 
 def _load_json(path: str) -> dict | None:
@@ -395,7 +306,7 @@ def _save_plans_and_preprocess(
         _write_json_atomically(plans, plans_file)
     if not skip:
         preprocess_dataset(
-            int(name[len("Dataset") : len("Dataset") + 3]),
+            dataset_id_of(name),
             RECUR_PLANS_NAME,
             [RECUR_CONFIGURATION],
             [num_processes],

@@ -139,15 +139,7 @@ class nnUNetTrainerRecurPublishedCode(nnUNetTrainerRecur):
         if not self.validation_on_shuffled_pairs:
             return super().validate_whole_volumes()
         case_sums = []
-        for key in self._validation_dataset.identifiers:
-            data, seg, _, _ = self._validation_dataset.load_case(key)
-            image = torch.from_numpy(np.ascontiguousarray(data[:], dtype=np.float32))
-            logits = self._validation_predictor.predict_sliding_window_return_logits(image).float()
-            labels = np.asarray(seg[0])
-            regions = self.label_manager.foreground_regions
-            target = torch.from_numpy(np.stack([np.isin(labels, np.atleast_1d(r)) for r in regions])).to(
-                logits.device
-            )
+        for _, logits, target in self.validation_cases():
             probabilities = torch.sigmoid(logits)
             predicted = logits > 0
             case_sums.append(

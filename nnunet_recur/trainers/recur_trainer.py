@@ -60,6 +60,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 from torch import distributed as dist
 
+from nnunet_recur.atomic_io import atomic_path
 from nnunet_recur.trainers.augmentation import LEFT_RIGHT_SPATIAL_AXIS, LeftRightFlipTransform
 from nnunet_recur.trainers.checkpoints import load_pretrained_weights_on_cpu, unwrap_network
 from nnunet_recur.trainers.compat import check_nnunetv2_version
@@ -460,12 +461,10 @@ class nnUNetTrainerRecur(nnUNetTrainer):
         self.logger.log("lrs", lr, self.current_epoch)
 
     @torch.no_grad()
-    def validate_whole_volumes(self) -> dict:
-        """Predict every validation case whole (sliding window, no mirroring); Dice and Dice loss per case."""
+    def validation_cases(self):
+        """(case id, logits, target regions) of every validation case, predicted whole (sliding window, no
+        mirroring); the one loop the paper's validation and the published code's variant share."""
         regions = self.label_manager.foreground_regions
-        dices, losses = {}, {}
-        if self._validation_loss is None:
-            self._validation_loss = PaperDiceLoss(batch_dice=True, ddp=False)
         for key in self._validation_dataset.identifiers:
             data, seg, _, _ = self._validation_dataset.load_case(key)
             image = torch.from_numpy(np.ascontiguousarray(data[:], dtype=np.float32))
@@ -474,6 +473,15 @@ class nnUNetTrainerRecur(nnUNetTrainer):
             target = torch.from_numpy(np.stack([np.isin(labels, np.atleast_1d(r)) for r in regions])).to(
                 logits.device
             )
+            yield key, logits, target
+
+    def validate_whole_volumes(self) -> dict:
+        """Predict every validation case whole (sliding window, no mirroring); Dice and Dice loss per case."""
+        regions = self.label_manager.foreground_regions
+        dices, losses = {}, {}
+        if self._validation_loss is None:
+            self._validation_loss = PaperDiceLoss(batch_dice=True, ddp=False)
+        for key, logits, target in self.validation_cases():
             losses[key] = float(self._validation_loss(logits[None], target[None]))  # this case alone
             dices[key] = float(np.mean([hard_dice(logits[i] > 0, target[i]) for i in range(len(regions))]))
         outputs = {
@@ -616,9 +624,8 @@ class nnUNetTrainerRecur(nnUNetTrainer):
             "inference_allowed_mirroring_axes": self.inference_allowed_mirroring_axes,
             RECUR_STATE_KEY: self.recur_state(),
         }
-        temporary = f"{filename}.tmp"
-        torch.save(checkpoint, temporary)
-        os.replace(temporary, filename)
+        with atomic_path(filename) as temporary:
+            torch.save(checkpoint, temporary)
 
     def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
         if not isinstance(filename_or_checkpoint, str):

@@ -18,11 +18,12 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TypeVar
+
+from nnunet_recur.atomic_io import write_json_atomic
 
 BEST_FILE = "recur_best.json"
 SELECTION_FILE = "seed_selection.json"
@@ -42,9 +43,8 @@ class SeedRun:
 
 
 def write_json_atomically(data: dict, path: Path) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2, allow_nan=True))
-    os.replace(temporary, path)
+    """recur_best.json / seed_selection.json: indent 2, no final newline (the bytes they always had)."""
+    write_json_atomic(path, data, indent=2, allow_nan=True, final_newline=False)
 
 
 def _read_run(path: Path) -> SeedRun:

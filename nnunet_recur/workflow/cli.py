@@ -10,6 +10,7 @@ import typer
 
 from nnunet_recur.device_choice import DEVICE_HELP, DeviceChoice, DeviceError, resolve_device
 from nnunet_recur.exit_status import BAD_INPUT, FAILED_CASES, INTERRUPTED
+from nnunet_recur.synthetic.cli import CohortSize  # one size enum for `recur synth` and `recur demo`
 from nnunet_recur.workflow.demo import (
     DEFAULT_EPOCHS,
     DEFAULT_HECKTOR_CASES,
@@ -21,12 +22,6 @@ from nnunet_recur.workflow.demo import (
     available_trainers,
     epoch_choices,
 )
-
-
-class Size(str, Enum):
-    demo = "demo"
-    small = "small"
-    paper = "paper"
 
 
 def _epochs_help() -> str:
@@ -67,8 +62,8 @@ def _drive(jobs, folder: Path, executor, env, console, max_retries, wait=True, e
 
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for everything the demo writes."),
-    size: Size = typer.Option(
-        Size(DEFAULT_SIZE),
+    size: CohortSize = typer.Option(
+        CohortSize(DEFAULT_SIZE),
         "--size",
         help="Synthetic image size: 'demo' (coarse voxels, for a CPU), 'small' (the same field of view at "
         "half the voxel size), 'paper' = the paper's 512 x 512 CT.",

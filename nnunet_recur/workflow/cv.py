@@ -19,8 +19,17 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from nnunet_recur.atomic_io import write_text_atomic
+from nnunet_recur.nnunet_names import (
+    FOLDER_VARIABLES,
+    DatasetNotFoundError,
+    find_dataset_folder,
+    job_environment,
+    missing_folder_variables,
+    model_folder,
+)
 from nnunet_recur.workflow.graph import Job
-from nnunet_recur.workflow.study import CONFIGURATION, PLANS, ext_trainer_path, train_job
+from nnunet_recur.workflow.study import train_job
 
 NIFTI = ".nii.gz"
 
@@ -30,31 +39,22 @@ class CVSetupError(ValueError):
 
 
 def cv_environment(device: str) -> dict[str, str]:
-    """nnU-Net's folders must already be exported (the user's data lives there); the trainer path is
-    added when missing."""
-    missing = [v for v in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results") if not os.environ.get(v)]
+    """nnU-Net's folders must already be exported (the user's data lives there); the job environment is
+    `nnunet_names.job_environment` (our trainers first, keeping the user's)."""
+    missing = missing_folder_variables(os.environ)
     if missing:
         raise CVSetupError(
             f"{', '.join(missing)} not set: export nnU-Net's folders first (see `recur env` and the README)"
         )
-    env = {v: os.environ[v] for v in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
-    if os.environ.get("nnUNet_extTrainer"):
-        env["nnUNet_extTrainer"] = os.environ["nnUNet_extTrainer"]
-    else:
-        env["nnUNet_extTrainer"] = ext_trainer_path()
-    if device == "cpu":
-        env["nnUNet_def_n_proc"] = os.environ.get("nnUNet_def_n_proc", "1")
-    return env
+    return job_environment({v: os.environ[v] for v in FOLDER_VARIABLES}, os.environ, device)
 
 
 def dataset_folder_name(raw: Path, dataset_id: int) -> str:
     """`DatasetXXX_Name` for an id, from the raw folder (without importing nnunetv2)."""
-    hits = sorted(p.name for p in Path(raw).glob(f"Dataset{dataset_id:03d}_*") if p.is_dir())
-    if not hits:
-        raise CVSetupError(f"no Dataset{dataset_id:03d}_* folder in nnUNet_raw={raw}")
-    if len(hits) > 1:
-        raise CVSetupError(f"several folders for dataset id {dataset_id} in {raw}: {', '.join(hits)}")
-    return hits[0]
+    try:
+        return find_dataset_folder(raw, dataset_id).name
+    except DatasetNotFoundError as exc:
+        raise CVSetupError(f"nnUNet_raw: {exc}") from exc
 
 
 def parse_folds(text: str) -> list[int]:
@@ -94,10 +94,7 @@ def write_case_list(cases: Sequence[str], path: Path) -> None:
     """One case id per line (what `recur-eval compare --cases FILE` reads); an empty fold is an error."""
     if not cases:
         raise CVSetupError(f"no validation predictions to evaluate for {path.parent.name}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(cases) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, "\n".join(cases) + "\n")
 
 
 def build_cv_jobs(
@@ -111,7 +108,7 @@ def build_cv_jobs(
     raw_root = Path(env["nnUNet_raw"])
     dataset = dataset_folder_name(raw_root, dataset_id)
     raw = raw_root / dataset
-    run_dir = Path(env["nnUNet_results"]) / dataset / f"{trainer}__{PLANS}__{CONFIGURATION}"
+    run_dir = model_folder(Path(env["nnUNet_results"]), dataset, trainer)
     splits_file = Path(env["nnUNet_preprocessed"]) / dataset / "splits_final.json"
     if splits_file.is_file():
         n_splits = len(json.loads(splits_file.read_text()))

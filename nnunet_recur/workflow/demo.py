@@ -24,6 +24,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from nnunet_recur.nnunet_names import FOLDER_VARIABLES, dataset_folder_name, dataset_prefix, job_environment
 from nnunet_recur.workflow.calibration_jobs import calibration_jobs
 from nnunet_recur.workflow.dose_jobs import add_dose_jobs
 from nnunet_recur.workflow.graph import Job
@@ -38,7 +39,6 @@ from nnunet_recur.workflow.study import (
     StudyPlan,
     available_trainers,
     epoch_variants,
-    ext_trainer_path,
     pretrain_trainer_for,
     resolve_methods,
     study_jobs,
@@ -110,7 +110,7 @@ class DemoPaths:
         self.report = cfg.out / "report"
 
     def dataset(self, dataset_id: int, name: str) -> str:
-        return f"Dataset{dataset_id:03d}_{name}"
+        return dataset_folder_name(dataset_id, name)
 
     @property
     def hecktor_raw(self) -> Path:
@@ -183,15 +183,10 @@ def epoch_choices(available: Iterable[str]) -> list[int]:
 
 
 def nnunet_environment(out: Path, device: str) -> dict[str, str]:
-    """nnU-Net's folders inside OUT unless the user already exported them, plus the trainer path."""
-    env: dict[str, str] = {}
-    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        env[var] = os.environ.get(var) or str((out / var).resolve())
-    env["nnUNet_extTrainer"] = ext_trainer_path()  # ours first, keeping the user's folders
-    if device == "cpu":
-        # measured: nnU-Net's default 8 export workers only cost start-up time on 2 cores
-        env.setdefault("nnUNet_def_n_proc", os.environ.get("nnUNet_def_n_proc", "1"))
-    return env
+    """nnU-Net's folders inside OUT unless the user already exported them; the rest is
+    `nnunet_names.job_environment` (our trainers first, keeping the user's; 1 export worker on CPU)."""
+    folders = {var: os.environ.get(var) or str((out / var).resolve()) for var in FOLDER_VARIABLES}
+    return job_environment(folders, os.environ, device)
 
 
 def test_patient_folder(cfg: DemoConfig) -> Path:
@@ -382,10 +377,11 @@ def check_dataset_ids(env: dict[str, str]) -> None:
     """A foreign DatasetXXX folder with our id would make nnU-Net's id look-up ambiguous."""
     for root in (env["nnUNet_raw"], env["nnUNet_preprocessed"]):
         for did, name in ((HECKTOR_ID, HECKTOR_NAME), (INHOUSE_ID, INHOUSE_NAME)):
-            for f in Path(root).glob(f"Dataset{did:03d}_*"):
-                if f.name != f"Dataset{did:03d}_{name}":
+            ours = dataset_folder_name(did, name)
+            for f in Path(root).glob(f"{dataset_prefix(did)}*"):
+                if f.name != ours:
                     raise ValueError(
-                        f"{f} already uses dataset id {did}; the demo needs it for Dataset{did:03d}_{name}. "
+                        f"{f} already uses dataset id {did}; the demo needs it for {ours}. "
                         "Unset nnUNet_raw/nnUNet_preprocessed/nnUNet_results to keep the demo inside --out."
                     )
 

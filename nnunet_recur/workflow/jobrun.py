@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from nnunet_recur.atomic_io import write_json_atomic
+
 RESUME_FLAG = "--c"
 
 
@@ -31,11 +33,8 @@ def read_spec(path: Path) -> dict:
 
 
 def write_json(path: Path, data: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    """A job's spec/status file: indent 1, no final newline (the bytes it always had)."""
+    write_json_atomic(Path(path), data, indent=1, allow_nan=True, final_newline=False)
 
 
 def resolve_executable(name: str) -> str:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import time
 from pathlib import Path
+
+from nnunet_recur.atomic_io import write_json_atomic
 
 JOURNAL_FILE = "journal.json"
 LOCK_FILE = ".journal.lock"
@@ -110,7 +111,5 @@ class Journal:
         self.attempts(name).append(attempt)
 
     def save(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=False))
-        os.replace(tmp, self.path)
+        # indent 1, insertion order, no final newline: the bytes the journal always had
+        write_json_atomic(self.path, self.data, indent=1, allow_nan=True, final_newline=False)

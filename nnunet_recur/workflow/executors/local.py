@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
+from nnunet_recur.worker_pool import pid_alive
 from nnunet_recur.workflow.executors import AttemptStatus, Submission, status_from_result
 from nnunet_recur.workflow.jobrun import read_spec, write_json
 from nnunet_recur.workflow.journal import LOST, RUNNING
@@ -20,12 +21,8 @@ from nnunet_recur.workflow.journal import LOST, RUNNING
 
 def _alive(pid: int, spec_path: str = "") -> bool:
     """Is `pid` still the job runner of this spec (not ended, not a zombie, not a reused pid)?"""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(pid):
         return False
-    except PermissionError:
-        return True
     try:
         with open(f"/proc/{pid}/stat") as fh:
             if fh.read().split(")")[-1].split()[0] == "Z":
