@@ -5,11 +5,11 @@ folder against an existing dataset's recorded crop box instead of building a dat
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from nnunet_recur.atomic_io import atomic_path
 from nnunet_recur.dataset_conversion.crop import CropBox
 from nnunet_recur.dataset_conversion.inhouse import InhouseOptions
 
@@ -121,12 +121,7 @@ def prepare_new_patient(
     if not sitk.GetArrayViewFromImage(images["label"]).any():
         del targets["label"]
     for key, target in targets.items():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name[: -len('.nii.gz')]}.tmp{os.getpid()}.nii.gz")
-        try:
+        with atomic_path(target) as tmp:
             sitk.WriteImage(images[key], str(tmp), useCompression=True)
-            verify_written_nifti(tmp)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+            verify_written_nifti(tmp)  # ITK does not raise on a full disk: check before the rename
     return targets
