@@ -130,9 +130,9 @@ def test_recur_version_and_research_tool_note():
     assert "not a medical device" in (REPO / "README.md").read_text()
 
 
-def test_evaluation_imports_no_trainer_and_the_converter_only_for_its_nifti_guard(tmp_path):
+def test_evaluation_imports_no_trainer_and_no_converter_to_read_a_volume(tmp_path):
     """What evaluation/__init__.py says: importing every evaluation module loads no trainer and no converter
-    module; reading a volume loads the converter's NIfTI guard (nifti_io, its error types), nothing else."""
+    module, and reading a volume (the NIfTI guard of nnunet_recur.nifti_header) loads none either."""
     code = (
         "import pkgutil, importlib, sys\n"
         "import nnunet_recur.evaluation as e\n"
@@ -152,5 +152,4 @@ def test_evaluation_imports_no_trainer_and_the_converter_only_for_its_nifti_guar
     assert out.returncode == 0, out.stderr[-2000:]
     before, after = out.stdout.splitlines()
     assert before == "[]"
-    converter = "nnunet_recur.dataset_conversion"
-    assert after == str([converter, f"{converter}.errors", f"{converter}.nifti_io"])
+    assert after == "[]"

@@ -197,9 +197,11 @@ def test_demo_scores_the_relapse_pattern_against_the_planned_dose(tmp_path, monk
     graph = JobGraph(stages)
     assert names.index("dose_pattern") == names.index("compare") + 1
     assert set(graph.deps["dose_pattern"]) == set(graph.deps["compare"]) == {
-        "predict_ai_random", "predict_ai_finetune", "suvmax_predict", "gtv_predict"}  # fmt: skip
+        "predict_ai_random", "predict_ai_finetune", "suvmax_predict", "gtv_predict",
+        "select_best_cnn"}  # fmt: skip
     Path("out/report").mkdir(parents=True)
     Path("out/report/best.json").write_text(json.dumps({"percent": 40.0}))
+    Path("out/report/best_cnn.json").write_text(json.dumps({"best": "AI finetune"}))  # select_best_cnn
     raw = "raw/Dataset502_SynthRecur"
     compare = jobs["compare"].resolved_commands()[0]
     assert compare[:2] == ["recur-eval", "compare"] and compare[-2:] == ["--dose", f"{raw}/doseTs"]
@@ -207,7 +209,7 @@ def test_demo_scores_the_relapse_pattern_against_the_planned_dose(tmp_path, monk
         ["recur-eval", "dose-pattern", "--gt", f"{raw}/labelsTs", "--dose", f"{raw}/doseTs",
          "--targets", f"{raw}/masksTs", "--pred", "AI random=out/predictions/ai_random",
          "--pred", "AI finetune=out/predictions/ai_finetune", "--pred", "SUVmax 40%=out/predictions/suvmax",
-         "--pred", "GTV=out/predictions/gtv", "--best", "AI random", "--out", "out/report/dose_pattern"]
+         "--pred", "GTV=out/predictions/gtv", "--best", "AI finetune", "--out", "out/report/dose_pattern"]
     ]  # fmt: skip
     assert {p.name for p in jobs["dose_pattern"].resolved_outputs()} == {
         "dose_pattern.md", "dose_pattern.csv", "dose_pattern.json", "dose_pattern.png"}  # fmt: skip
