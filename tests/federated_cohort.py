@@ -6,12 +6,13 @@ Shapes and case counts are the smallest that train through nnU-Net (see tests/te
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from nnunet_env import tiny_nnunet_env
 
 BIN = Path(sys.executable).parent
 DATASET_ID = 993
@@ -21,22 +22,8 @@ TEST_CASES = ["FED_006"]
 
 
 def base_env(root: Path) -> dict:
-    """The tiny nnU-Net environment of tests/test_trainers_nnunet.py's fixture (a fixture cannot be imported,
-    so it is repeated here once; bench/federated_compare.py uses this one)."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("nnUNet_n_proc_DA", "RECUR_SEED", "nnUNet_extTrainer")
-    }
-    env.update(
-        nnUNet_raw=str(root / "raw"),
-        nnUNet_preprocessed=str(root / "preprocessed"),
-        nnUNet_results=str(root / "results"),
-        nnUNet_def_n_proc="1",
-        nnUNet_compile="false",
-        OMP_NUM_THREADS="1",
-    )
-    return env
+    """The tests' tiny nnU-Net environment with one thread per site (bench/federated_compare.py uses it)."""
+    return tiny_nnunet_env(root, threads=1)
 
 
 def build(root: Path) -> dict:

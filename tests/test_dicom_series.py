@@ -37,7 +37,10 @@ def write_slice(
     intercept: float = 0.0,
     instance: int = 1,
 ) -> Path:
-    """One minimal, valid single-frame slice (int16 stored values) written by pydicom."""
+    """One minimal, valid single-frame slice (int16 stored values) written by pydicom.
+
+    Its Image Pixel lines match the synthetic generator's (synthetic/write_dicom.py) on purpose: the reader's
+    tests must not call the generator's writer, or a shared mistake would pass both (shared/design.md)."""
     ds = new_dataset(modality, PET_STORAGE if modality == "PT" else CT_STORAGE)
     ds.PatientID = "SYNTH"
     ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.1"

@@ -18,6 +18,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from nnunet_env import tiny_nnunet_env
 
 pytestmark = pytest.mark.slow
 
@@ -39,15 +40,7 @@ def run(command: list[str], env: dict, timeout: int = 600) -> str:
 def trained(tmp_path_factory):
     """Synthetic DICOM cohort -> dataset -> plans -> one 2-epoch model; returns (root, env, test patient)."""
     root = tmp_path_factory.mktemp("predict_e2e")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_") and k != "RECUR_SEED"}
-    env.update(
-        nnUNet_raw=str(root / "raw"),
-        nnUNet_preprocessed=str(root / "pre"),
-        nnUNet_results=str(root / "results"),
-        nnUNet_def_n_proc="1",
-        nnUNet_compile="false",
-        OMP_NUM_THREADS="2",
-    )
+    env = tiny_nnunet_env(root, preprocessed="pre")
     for line in run([str(BIN / "recur"), "env"], env).splitlines():
         if line.startswith("export "):
             key, _, value = line[len("export ") :].partition("=")

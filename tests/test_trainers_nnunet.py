@@ -4,7 +4,6 @@
 of the short-patience variant, and ``--c`` resuming with the scheduler state."""
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from nnunet_env import tiny_nnunet_env
 
 pytestmark = pytest.mark.slow
 
@@ -109,19 +109,7 @@ class Workspace:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Workspace:
     root = tmp_path_factory.mktemp("recur_nnunet")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("nnUNet_n_proc_DA", "RECUR_SEED", "nnUNet_extTrainer")
-    }
-    env.update(
-        nnUNet_raw=str(root / "raw"),
-        nnUNet_preprocessed=str(root / "preprocessed"),
-        nnUNet_results=str(root / "results"),
-        nnUNet_def_n_proc="1",
-        nnUNet_compile="false",
-        OMP_NUM_THREADS="2",
-    )
+    env = tiny_nnunet_env(root)
     relapse_cases = write_dataset(root / "raw", RELAPSE, "relapse", "RECUR", 6, 2, (16, 24, 24), seed=1)
     hecktor_cases = write_dataset(root / "raw", HECKTOR, "GTVp", "HECK", 4, 0, (16, 32, 32), seed=2)
     write_identical_folds(root / "preprocessed", RELAPSE, relapse_cases, n_val=2)

@@ -137,6 +137,8 @@ def _load_nifti_patient(folder: Path, options: InhouseOptions) -> PreparedCase:
         relapse.CopyInformation(gtv)
     brain_path = find_nifti(folder, "brain")
     brain = binary_uint8(read_nifti(brain_path, UNREADABLE)) if brain_path else None
+    # the same assemble_case call as the DICOM loader below, kept in each loader on purpose: both layouts
+    # end in the one shared check (assemble_case), and each loader reads as a whole from top to bottom
     case = assemble_case(
         ct,
         pet,

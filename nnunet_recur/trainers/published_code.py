@@ -101,6 +101,8 @@ class nnUNetTrainerRecurPublishedCode(nnUNetTrainerRecur):
     early_stopping_min_delta = 1e-4
     validation_on_shuffled_pairs = False
 
+    # nnU-Net instantiates every trainer with this exact signature, so each variant that adds attributes
+    # restates it (as nnU-Net's own variants do); the duplicate of nnUNetTrainerRecur.__init__ is kept.
     def __init__(
         self,
         plans: dict,
