@@ -312,6 +312,11 @@ def flower_env(home: Path) -> dict:
     env["FLWR_HOME"] = str(Path(home).resolve())
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+    # Flower's SuperLink and SuperNode start their helper processes (flower-superexec, flwr-serverapp,
+    # flwr-clientapp) by name from PATH: this Python's bin folder first, so a venv that is not activated
+    # (CI calls .venv/bin/... by path) still finds them
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(p for p in (bin_dir, env.get("PATH", "")) if p)
     env.setdefault("nnUNet_n_proc_DA", "0")
     env.setdefault("nnUNet_compile", "false")
     return env
