@@ -42,6 +42,7 @@ def _read_json(path: Path, what: str) -> dict:
 
 
 def _settings(
+    *,
     rounds,
     local_epochs,
     min_sites,
@@ -54,6 +55,7 @@ def _settings(
     wait,
     start=None,
 ):
+    """The round settings from the command's options (keyword-only: eleven values of alike types)."""
     from nnunet_recur.federated.rounds import Settings
 
     if start is not None and not Path(start).is_file():
@@ -182,18 +184,10 @@ def server(
     elif not insecure:
         _fail("give --certificates DIR (TLS) or --insecure")
     settings = _settings(
-        rounds,
-        local_epochs,
-        min_sites,
-        sites,
-        trainer,
-        fedprox_mu,
-        seed,
-        straggler_timeout,
-        round_timeout,
-        wait_for_sites,
-        initial_weights,
-    )
+        rounds=rounds, local_epochs=local_epochs, min_sites=min_sites, sites=sites, trainer=trainer,
+        fedprox_mu=fedprox_mu, seed=seed, straggler=straggler_timeout, round_timeout=round_timeout,
+        wait=wait_for_sites, start=initial_weights,
+    )  # fmt: skip
     _prepare(federation, plans, dataset_json, settings, resume)
     try:
         state = deployment.run_federation(
@@ -296,19 +290,11 @@ def simulate(
         local.append(deployment.LocalSite(name.strip(), Path(folder), federation / "work" / name.strip()))
     plans = plans or local[0].data / "nnUNetRecurPlans.json"
     dataset_json = dataset_json or local[0].data / "dataset.json"
-    settings = _settings(
-        rounds,
-        local_epochs,
-        min_sites,
-        len(local),
-        trainer,
-        fedprox_mu,
-        seed,
-        120.0,
-        24 * 3600.0,
-        300.0,
-        initial_weights,
-    )
+    settings = _settings(  # one machine: no stragglers to wait for beyond 2 min, no round limit to speak of
+        rounds=rounds, local_epochs=local_epochs, min_sites=min_sites, sites=len(local), trainer=trainer,
+        fedprox_mu=fedprox_mu, seed=seed, straggler=120.0, round_timeout=24 * 3600.0, wait=300.0,
+        start=initial_weights,
+    )  # fmt: skip
     _prepare(federation, plans, dataset_json, settings, resume)
     try:
         state = deployment.run_federation(federation, local, None, resume=resume)
