@@ -62,6 +62,15 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed(step, times: int, device: torch.device) -> float:
+    """Seconds of `times` calls of `step`, the device synchronised before the clock stops."""
+    start = time.perf_counter()
+    for _ in range(times):
+        step()
+    synchronise(device)
+    return time.perf_counter() - start
+
+
 def peak_memory_mib(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -106,18 +115,10 @@ def paper_epoch(args, device: torch.device, precision: str) -> dict:
     synchronise(device)
     warm_up = time.perf_counter() - started
 
-    start = time.perf_counter()
     model.train()
-    for _ in range(args.train_steps):
-        train_step()
-    synchronise(device)
-    train_seconds = time.perf_counter() - start
-    start = time.perf_counter()
+    train_seconds = timed(train_step, args.train_steps, device)
     model.eval()
-    for _ in range(args.val_cases):
-        validation_forward()
-    synchronise(device)
-    val_seconds = time.perf_counter() - start
+    val_seconds = timed(validation_forward, args.val_cases, device)
     result = {
         "precision": precision,
         "epoch_s": round(train_seconds + val_seconds, 3),

@@ -18,15 +18,9 @@ import SimpleITK as sitk
 from scipy.ndimage import map_coordinates
 from typer.testing import CliRunner
 
+from nnunet_recur.dataset_conversion import errors as causes
 from nnunet_recur.dataset_conversion.dose_conversion import find_planned_dose, parse_rx
-from nnunet_recur.dataset_conversion.errors import (
-    DOSE_AMBIGUOUS,
-    DOSE_INVALID,
-    DOSE_MISSING,
-    DOSE_NOT_COVERING_GTV,
-    FRAME_OF_REFERENCE_MISMATCH,
-    ConversionError,
-)
+from nnunet_recur.dataset_conversion.errors import ConversionError
 from nnunet_recur.dataset_conversion.inhouse import InhouseOptions, load_inhouse_patient
 from nnunet_recur.synthetic.cohort import make_cohort
 from nnunet_recur.synthetic.patient import generate_patient
@@ -111,14 +105,14 @@ def _far_away(ds):
 @pytest.mark.parametrize(
     ("change", "cause", "pattern"),
     [
-        (_set(DoseUnits="RELATIVE"), DOSE_INVALID, "DoseUnits RELATIVE"),
-        (_set(FrameOfReferenceUID="1.2.3.4"), FRAME_OF_REFERENCE_MISMATCH, "differs from the CT's"),
-        (_set(GridFrameOffsetVector=None), DOSE_INVALID, "missing GridFrameOffsetVector"),
-        (_set(GridFrameOffsetVector=[0.0, 3.0, 6.0]), DOSE_INVALID, "3 values for"),
-        (_set(DoseGridScaling="0"), DOSE_INVALID, "DoseGridScaling 0"),
-        (_set(DoseGridScaling=None), DOSE_INVALID, "missing or unreadable DoseGridScaling"),
-        (_negative, DOSE_INVALID, "negative doses"),
-        (_far_away, DOSE_NOT_COVERING_GTV, "leaves .* GTV voxels uncovered"),
+        (_set(DoseUnits="RELATIVE"), causes.DOSE_INVALID, "DoseUnits RELATIVE"),
+        (_set(FrameOfReferenceUID="1.2.3.4"), causes.FRAME_OF_REFERENCE_MISMATCH, "differs from the CT's"),
+        (_set(GridFrameOffsetVector=None), causes.DOSE_INVALID, "missing GridFrameOffsetVector"),
+        (_set(GridFrameOffsetVector=[0.0, 3.0, 6.0]), causes.DOSE_INVALID, "3 values for"),
+        (_set(DoseGridScaling="0"), causes.DOSE_INVALID, "DoseGridScaling 0"),
+        (_set(DoseGridScaling=None), causes.DOSE_INVALID, "missing or unreadable DoseGridScaling"),
+        (_negative, causes.DOSE_INVALID, "negative doses"),
+        (_far_away, causes.DOSE_NOT_COVERING_GTV, "leaves .* GTV voxels uncovered"),
     ],
 )
 def test_bad_dose_is_one_line_naming_the_file(tmp_path, patient, change, cause, pattern):
@@ -129,7 +123,7 @@ def test_truncated_rtdose_is_refused(tmp_path, patient):
     folder = _variant(tmp_path, patient)
     path = folder / "rtdose.dcm"
     path.write_bytes(path.read_bytes()[:-5000])
-    message = _refused(folder, patient[1], DOSE_INVALID, "truncated|unreadable")
+    message = _refused(folder, patient[1], causes.DOSE_INVALID, "truncated|unreadable")
     assert "rtdose.dcm" in message
 
 
@@ -158,7 +152,7 @@ def test_two_plan_doses_of_different_plans_stop_the_patient_until_dose_plan_choo
     other.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.1"
     other.ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.8.498.2"
     other.save_as(folder / "rtdose_other.dcm")
-    message = _refused(folder, patient[1], DOSE_AMBIGUOUS, "2 different plans")
+    message = _refused(folder, patient[1], causes.DOSE_AMBIGUOUS, "2 different plans")
     assert first_plan in message and "1.2.826.0.1.3680043.8.498.2" in message and "--dose-plan" in message
     chosen = find_planned_dose(folder, patient[1], InhouseOptions(dose_plan="1.2.826.0.1.3680043.8.498.2"))
     assert chosen.record["rtdose_sop_uids"] == ["1.2.826.0.1.3680043.8.498.1"]
@@ -181,10 +175,10 @@ def test_beam_doses_are_summed_and_a_missing_sibling_is_refused(tmp_path, patien
     assert planned.record["summation"] == "BEAM (sum of 5)" and len(planned.record["rtdose_sop_uids"]) == 5
     assert np.max(np.abs(sitk.GetArrayFromImage(planned.image) - synthetic.plan.dose_on_grid)) < 5e-3
     paths[2].unlink()
-    message = _refused(folder, patient[1], DOSE_INVALID, "lacks its siblings")
+    message = _refused(folder, patient[1], causes.DOSE_INVALID, "lacks its siblings")
     assert "missing [3]" in message
     (folder / "rtplan.dcm").unlink()
-    _refused(folder, patient[1], DOSE_INVALID, "BEAM dose without its RT Plan")
+    _refused(folder, patient[1], causes.DOSE_INVALID, "BEAM dose without its RT Plan")
 
 
 def test_fraction_dose_is_multiplied_by_the_plans_fractions(tmp_path, patient, synthetic):
@@ -193,14 +187,14 @@ def test_fraction_dose_is_multiplied_by_the_plans_fractions(tmp_path, patient, s
     assert planned.record["summation"] == "FRACTION x 34"
     assert np.max(np.abs(sitk.GetArrayFromImage(planned.image) - synthetic.plan.dose_on_grid)) < 0.02
     (folder / "rtplan.dcm").unlink()
-    _refused(folder, patient[1], DOSE_INVALID, "FRACTION dose without an RT Plan")
+    _refused(folder, patient[1], causes.DOSE_INVALID, "FRACTION dose without an RT Plan")
 
 
 def test_missing_dose_converts_as_before_unless_required(tmp_path, patient):
     empty = tmp_path / "none"
     empty.mkdir()
     assert find_planned_dose(empty, patient[1], InhouseOptions()) is None
-    _refused(empty, patient[1], DOSE_MISSING, "no RT Dose found", InhouseOptions(require_dose=True))
+    _refused(empty, patient[1], causes.DOSE_MISSING, "no RT Dose found", InhouseOptions(require_dose=True))
 
 
 def test_rx_option_is_parsed_or_refused():
@@ -288,4 +282,4 @@ def test_nifti_layout_dose_and_plan_json(tmp_path, patient, synthetic):
     bad = sitk.GetImageFromArray(negative)
     bad.CopyInformation(dose)
     sitk.WriteImage(bad, str(folder / "dose.nii.gz"))
-    _refused(folder, case, DOSE_INVALID, "negative doses")
+    _refused(folder, case, causes.DOSE_INVALID, "negative doses")

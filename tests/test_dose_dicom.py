@@ -12,6 +12,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from planning_ct import read_ct_and_gtv
 
 from nnunet_recur.prediction import dose_outputs
 from nnunet_recur.prediction.dose_painting import DoseMapOptions
@@ -25,23 +26,12 @@ KNOWN_WARNINGS = {
 @pytest.fixture(scope="module")
 def written(tmp_path_factory, synthetic_dicom_patient):
     """A synthetic DICOM patient, a probability blob on its GTV, and every DICOM object written."""
-    from nnunet_recur.dataset_conversion.dicom_series import read_image_series, scan_folder
-    from nnunet_recur.dataset_conversion.rtstruct import rasterise_roi, read_rtstruct
     from nnunet_recur.prediction.rtstruct_writer import RoiSpec, build_rtstruct
     from nnunet_recur.prediction.seg_writer import build_binary_seg, build_probability_seg
 
     root = tmp_path_factory.mktemp("dose_dicom")
     patient = synthetic_dicom_patient
-    # The GTV read as test_prediction_writers reads it (kept in each file: the two fixtures differ in
-    # patient and scope, and a shared helper would tie the writers' round-trip test to this one).
-    found = scan_folder(patient)
-    series = next(s for s in found if s.modality == "CT")
-    ct = read_image_series(series)
-    structure = read_rtstruct(next(s for s in found if s.modality == "RTSTRUCT").files[0])
-    gtv = np.zeros(tuple(reversed(ct.GetSize())), bool)
-    for roi in structure.rois:
-        if roi.name.upper().startswith("GTV") and roi.contours:
-            gtv |= sitk.GetArrayFromImage(rasterise_roi(roi.contours, ct)) > 0
+    series, ct, gtv = read_ct_and_gtv(patient)
     z, y, x = np.indices(gtv.shape)
     centre = np.argwhere(gtv).mean(axis=0)
     probability = np.exp(

@@ -14,6 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from planning_ct import read_ct_and_gtv
 from real_data import REAL
 
 from nnunet_recur.dataset_conversion.dicom_series import read_image_series, scan_folder
@@ -234,14 +235,7 @@ def synthetic_patient(tmp_path_factory):
 
 
 def test_rtstruct_and_seg_round_trip_on_a_synthetic_patient(synthetic_patient, tmp_path):
-    found = scan_folder(synthetic_patient)
-    series = next(s for s in found if s.modality == "CT")
-    ct = read_image_series(series)
-    structure = read_rtstruct(next(s for s in found if s.modality == "RTSTRUCT").files[0])
-    gtv = np.zeros(tuple(reversed(ct.GetSize())), bool)
-    for roi in structure.rois:
-        if roi.name.upper().startswith("GTV") and roi.contours:
-            gtv |= sitk.GetArrayFromImage(rasterise_roi(roi.contours, ct)) > 0
+    series, ct, gtv = read_ct_and_gtv(synthetic_patient)
     rois = roi_specs_for(ct, gtv)
     path = tmp_path / "RS.dcm"
     build_rtstruct(series.headers, rois, software_version="test", algorithm_description="round trip").save_as(

@@ -137,8 +137,14 @@ def _load_nifti_patient(folder: Path, options: InhouseOptions) -> PreparedCase:
         relapse.CopyInformation(gtv)
     brain_path = find_nifti(folder, "brain")
     brain = binary_uint8(read_nifti(brain_path, UNREADABLE)) if brain_path else None
-    # the same assemble_case call as the DICOM loader below, kept in each loader on purpose: both layouts
-    # end in the one shared check (assemble_case), and each loader reads as a whole from top to bottom
+    case = _assemble(ct, pet, relapse, gtv, brain, folder, options)
+    case.notes[:0] = label_notes
+    return _with_brain(case, options, "brain.nii.gz" if brain is not None else None)
+
+
+def _assemble(ct, pet, relapse, gtv, brain, folder: Path, options: InhouseOptions) -> PreparedCase:
+    """Both layouts end here: the one shared check (assemble_case) with the relapse as the label, and the
+    planning CT kept as read (the dose step and the put-back of predictions use it)."""
     case = assemble_case(
         ct,
         pet,
@@ -150,8 +156,7 @@ def _load_nifti_patient(folder: Path, options: InhouseOptions) -> PreparedCase:
         require_label=options.require_relapse,
     )
     case.planning_ct = ct
-    case.notes[:0] = label_notes
-    return _with_brain(case, options, "brain.nii.gz" if brain is not None else None)
+    return case
 
 
 # -- DICOM layout ----------------------------------------------------------------------------------------
@@ -292,16 +297,7 @@ def _load_dicom_patient(folder: Path, options: InhouseOptions) -> PreparedCase:
             if brain is None and roi.contours and brain_re.search(roi.name):
                 brain = rasterise_roi(roi.contours, ct, [], roi_name=roi.name)
                 brain_name = roi.name
-    case = assemble_case(
-        ct,
-        pet,
-        relapse,
-        gtv,
-        brain,
-        label_what="relapse",
-        source=str(folder),
-        require_label=options.require_relapse,
-    )
+    case = _assemble(ct, pet, relapse, gtv, brain, folder, options)
     case.notes[:0] = (
         [
             f"GTV = {gtv_names}",
@@ -314,7 +310,7 @@ def _load_dicom_patient(folder: Path, options: InhouseOptions) -> PreparedCase:
         + crosscheck_notes
     )
     case.series = {"ct": series_label(ct_series), "pet": series_label(pet_series)}
-    case.planning_ct, case.planning_series = ct, ct_series
+    case.planning_series = ct_series
     return _with_brain(case, options, brain_name)
 
 
