@@ -29,6 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from preprocessed_outputs import preprocessed_outputs  # noqa: E402 - the planning test's comparison
+
 BIN = Path(sys.executable).parent
 INHOUSE_ID, HECKTOR_ID = 502, 501
 DRIVER = """
@@ -74,21 +78,6 @@ def time_plan(mode: str, env: dict, preprocessed: Path) -> tuple[float, float]:
     return wall, cpu
 
 
-def outputs(folder: Path) -> dict[str, object]:
-    """Every file's bytes, but the decoded array of a blosc2 file: its container bytes differ between two
-    runs of the same path."""
-    import blosc2
-
-    found = {}
-    for path in sorted(folder.rglob("*")):
-        if path.suffix == ".b2nd":
-            array = blosc2.open(str(path), mode="r")[:]
-            found[str(path.relative_to(folder))] = (array.dtype.str, array.shape, array.tobytes())
-        elif path.is_file():
-            found[str(path.relative_to(folder))] = path.read_bytes()
-    return found
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inhouse", type=int, default=8)
@@ -114,9 +103,9 @@ def main() -> None:
             wall, cpu = time_plan(mode, env, root / f"pre_{mode}_{repeat}")
             times[mode].append((wall, cpu))
             print(f"{mode:>10}  run {repeat}: wall {wall:6.1f} s  CPU {cpu:6.1f} s", flush=True)
-    reference = outputs(root / "pre_pool_0")
+    reference = preprocessed_outputs(root / "pre_pool_0")
     for repeat in range(args.repeat):
-        if outputs(root / f"pre_in-process_{repeat}") != reference:
+        if preprocessed_outputs(root / f"pre_in-process_{repeat}") != reference:
             raise SystemExit(f"in-process run {repeat} wrote different files from the pool run")
     wall = {mode: statistics.median(w for w, _ in values) for mode, values in times.items()}
     cpu = {mode: statistics.median(c for _, c in values) for mode, values in times.items()}

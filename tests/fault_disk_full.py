@@ -52,6 +52,10 @@ def _damaged_files(raw: Path) -> list[str]:
     return bad
 
 
+def _outcome(run: subprocess.CompletedProcess) -> dict:
+    return {"rc": run.returncode, "stdout": run.stdout, "stderr": run.stderr}
+
+
 def main(src: Path, work: Path) -> dict:
     result: dict = {}
     full = work / "tmpfs"
@@ -60,18 +64,14 @@ def main(src: Path, work: Path) -> dict:
     filler = _fill(full, keep_bytes=260_000)
     first = _convert(src, raw, work / "report")
     result["first"] = {
-        "rc": first.returncode,
-        "stdout": first.stdout,
-        "stderr": first.stderr,
+        **_outcome(first),
         "damaged": _damaged_files(raw),
         "leftovers": [str(p) for p in raw.rglob("*") if ".tmp" in p.name or ".recur_tmp" in str(p)],
     }
     filler.unlink()
     second = _convert(src, raw, work / "report")
     result["second"] = {
-        "rc": second.returncode,
-        "stdout": second.stdout,
-        "stderr": second.stderr,
+        **_outcome(second),
         "damaged": _damaged_files(raw),
         "n_images": len(list(raw.rglob("images*/*_0000.nii.gz"))),
     }
@@ -81,9 +81,7 @@ def main(src: Path, work: Path) -> dict:
     _fill(reports, keep_bytes=0)
     third = _convert(src, work / "raw_ok", reports / "rep")
     result["report_full"] = {
-        "rc": third.returncode,
-        "stdout": third.stdout,
-        "stderr": third.stderr,
+        **_outcome(third),
         "left_in_report_dir": sorted(p.name for p in (reports / "rep").iterdir()),
     }
     return result

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
+from hostile_eval_corpus import write as write_on_grid
 from typer.testing import CliRunner
 
 from nnunet_recur.evaluation import dose_pattern as dp
@@ -48,13 +48,8 @@ def linear_dose() -> np.ndarray:
 
 
 def write(array: np.ndarray, path: Path) -> Path:
-    """The phantom's grid on disk (each eval test module writes its own small inputs, on its own grid)."""
-    image = sitk.GetImageFromArray(array)
-    image.SetSpacing(SPACING)
-    image.SetOrigin(ORIGIN)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(image, str(path), useCompression=True)
-    return path
+    """The phantom's grid on disk (the eval corpus's writer, on this module's own grid)."""
+    return write_on_grid(array, path, SPACING, ORIGIN)
 
 
 def sphere(centre_zyx, radius_mm: float) -> np.ndarray:

@@ -6,6 +6,7 @@ import multiprocessing.process
 from pathlib import Path
 
 import pytest
+from preprocessed_outputs import preprocessed_outputs
 from test_trainers_nnunet import write_dataset
 
 from nnunet_recur.trainers import inprocess_pool, planning
@@ -60,21 +61,6 @@ def _plan(monkeypatch, raw: Path, preprocessed: Path, processes: int) -> int:
     return len(started)
 
 
-def _outputs(folder: Path) -> dict[str, object]:
-    """Every file's bytes; for blosc2 arrays (.b2nd) the decoded array, as their container bytes differ
-    between two runs of the same pool path (measured in bench/plan_speed.py)."""
-    import blosc2
-
-    outputs = {}
-    for path in sorted(folder.rglob("*")):
-        if path.suffix == ".b2nd":
-            array = blosc2.open(str(path), mode="r")[:]
-            outputs[str(path.relative_to(folder))] = (array.dtype.str, array.shape, array.tobytes())
-        elif path.is_file():
-            outputs[str(path.relative_to(folder))] = path.read_bytes()
-    return outputs
-
-
 @pytest.mark.slow
 def test_one_process_plans_in_process_with_the_pool_outputs(tmp_path, monkeypatch):
     raw = tmp_path / "raw"
@@ -86,7 +72,7 @@ def test_one_process_plans_in_process_with_the_pool_outputs(tmp_path, monkeypatc
     assert in_process_started == 0  # ...and none start with one process
 
     # plans, fingerprints, dataset.json, gt_segmentations, properties (.pkl): same bytes; same arrays (.b2nd)
-    pool, in_process = _outputs(tmp_path / "pool"), _outputs(tmp_path / "in_process")
+    pool, in_process = preprocessed_outputs(tmp_path / "pool"), preprocessed_outputs(tmp_path / "in_process")
     assert sorted(in_process) == sorted(pool)
     assert sum(name.endswith(".b2nd") for name in pool) == 2 * (4 + 3)  # data and seg per case
     for name, content in pool.items():

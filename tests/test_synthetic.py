@@ -406,11 +406,16 @@ def test_defect_assignment_rule():
     assert assign_defects(20, 3) == assign_defects(20, 3) != assign_defects(20, 4)
 
 
-def test_dicom_defects_are_real(tmp_path):
-    out = tmp_path / "d"
-    make_cohort(out, 10, 8, "inhouse-dicom", defects=True)
+def defect_cohort(out, fmt: str) -> tuple:
+    """Ten patients of `fmt` with defects; each cause of the paper stands in defects.json exactly once."""
+    make_cohort(out, 10, 8, fmt, defects=True)
     defects = json.loads((out / "ground_truth" / "defects.json").read_text())
     assert sorted(defects.values()) == sorted(DEFECT_CAUSES)
+    return out, defects
+
+
+def test_dicom_defects_are_real(tmp_path):
+    out, defects = defect_cohort(tmp_path / "d", "inhouse-dicom")
     for name, cause in defects.items():
         folder = out / "patients" / name
         groups = read_dicom_folder(folder)
@@ -444,10 +449,7 @@ def test_dicom_defects_are_real(tmp_path):
 
 
 def test_nifti_defects_are_real(tmp_path):
-    out = tmp_path / "n"
-    make_cohort(out, 10, 8, "inhouse-nifti", defects=True)
-    defects = json.loads((out / "ground_truth" / "defects.json").read_text())
-    assert sorted(defects.values()) == sorted(DEFECT_CAUSES)
+    out, defects = defect_cohort(tmp_path / "n", "inhouse-nifti")
     for name, cause in defects.items():
         folder = out / "patients" / name
         files = {p.name for p in folder.iterdir()}
