@@ -31,7 +31,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
-from eval_speed import SHAPE, SPACING, ellipsoid, write  # noqa: E402
+from eval_speed import SHAPE, SPACING, bench_cases, ellipsoid, write  # noqa: E402
 
 from nnunet_recur.evaluation.volumes import read_volume  # noqa: E402
 
@@ -94,11 +94,7 @@ def main() -> None:
     args = parser.parse_args()
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="dose_pattern_speed_"))
-    cases = [f"BENCH_{i:03d}" for i in range(1, args.cases + 1)]
-    rng = np.random.default_rng(2026)
-    for case in cases:
-        if not (root / "cnn" / f"{case}.nii.gz").is_file():
-            make_case(root, case, rng)
+    cases = bench_cases(root, args.cases, 2026, "cnn", make_case)
     print(f"{len(cases)} synthetic patients of {SHAPE[0]} x {SHAPE[1]} x {SHAPE[2]} voxels in {root}")
     labels = [root / "labels" / f"{c}.nii.gz" for c in cases]
     doses = [root / "dose" / f"{c}.nii.gz" for c in cases]

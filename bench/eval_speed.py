@@ -54,6 +54,17 @@ def write(array: np.ndarray, path: Path) -> None:
     sitk.WriteImage(image, str(path), useCompression=True)
 
 
+def bench_cases(root: Path, count: int, seed: int, marker: str, make) -> list[str]:
+    """BENCH_001... made by `make(root, case, rng)` from one generator seeded `seed`, each unless
+    `root/marker/<case>.nii.gz` is there already (--keep reuses a folder)."""
+    cases = [f"BENCH_{i:03d}" for i in range(1, count + 1)]
+    rng = np.random.default_rng(seed)
+    for case in cases:
+        if not (root / marker / f"{case}.nii.gz").is_file():
+            make(root, case, rng)
+    return cases
+
+
 def make_case(root: Path, case: str, rng: np.random.Generator) -> None:
     """CT and PET (SUV) with a body, a hot GTV, a relapse next to it, a bright brain; four predictions."""
     body = ellipsoid((64, 112, 80), (90, 95, 70))
@@ -149,11 +160,7 @@ def main() -> None:
     CLOCK = time.process_time if args.cpu_time else time.perf_counter
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="eval_speed_"))
-    cases = [f"BENCH_{i:03d}" for i in range(1, args.cases + 1)]
-    rng = np.random.default_rng(2023)
-    for case in cases:
-        if not (root / "pred_gtv" / f"{case}.nii.gz").is_file():
-            make_case(root, case, rng)
+    cases = bench_cases(root, args.cases, 2023, "pred_gtv", make_case)
     (root / "pred_finetune_npz").mkdir(exist_ok=True)
     raw = root / "raw"
     print(f"{len(cases)} synthetic cases of {SHAPE[0]} x {SHAPE[1]} x {SHAPE[2]} voxels in {root}")
