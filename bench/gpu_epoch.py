@@ -166,6 +166,8 @@ def stock_commands(
 def stock_environment(work: Path) -> dict:
     from nnunet_recur.trainers.environment import ext_trainer_folder
 
+    # Alike in shape to the stock-command test's environment (tests/test_convert_synthetic.py): a user's
+    # environment plus the folders, here with compile on and this project's trainer folder.
     env = dict(os.environ)
     env.update(
         nnUNet_raw=str(work / "raw"),

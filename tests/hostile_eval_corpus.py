@@ -205,6 +205,8 @@ def build_corpus(root: Path) -> list[Scenario]:
         scenarios.append(
             Scenario(name, [*args, "--out", str(out)], 2, str(best), str(out), "suvmax_predict.json")
         )
+    # Each scenario spells out its whole command line (alike in shape to the next one): a failing scenario
+    # then reads as the command a user would type.
     out = root / "percent_zero" / "suvmax"
     args = [
         "suvmax-predict",
@@ -218,6 +220,7 @@ def build_corpus(root: Path) -> list[Scenario]:
         str(out),
     ]
     scenarios.append(Scenario("percent_zero", args, 2, "percent 0", str(out), "suvmax_predict.json"))
+    # spelled out like percent_zero's command above, on purpose (see the note there)
     out = root / "sweep_without_case_choice" / "sweep"
     args = [
         "suvmax-sweep",

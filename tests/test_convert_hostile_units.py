@@ -222,6 +222,7 @@ def test_truncated_written_file_fails_verification_and_a_rerun_rewrites_it(tmp_p
         hc.nifti_patient(src / f"P{i}", 30 + i)
 
     def run():
+        # Keyword arguments alike in shape to other tests' convert calls: each test states its own settings.
         return convert_inhouse(
             src,
             22,

@@ -138,6 +138,9 @@ def test_dataset_json_crop_and_privacy(dicom_cohort):
 def test_nnunet_plan_and_preprocess_accepts_it(dicom_cohort, tmp_path):
     """The stock command of the issue, on the converted synthetic DICOM cohort."""
     root, summary = dicom_cohort
+    # The user's environment plus the three folders, alike in shape to bench/gpu_epoch.py's stock
+    # environment (which adds compile and the trainer folder): this test runs the stock command as a user
+    # would.
     env = dict(os.environ)
     env.update(
         nnUNet_raw=str(root / "raw"),
@@ -237,6 +240,7 @@ def test_hecktor_empty_gtvp_is_excluded(tmp_path):
     emptied = sitk.GetImageFromArray(array)
     emptied.CopyInformation(label)
     sitk.WriteImage(emptied, str(label_path))
+    # Keyword arguments alike in shape to other tests' convert calls: each test states its own settings.
     summary = convert_hecktor(
         tmp_path / "synth",
         504,

@@ -115,6 +115,8 @@ def test_acrin_single_slices_use_series_time():
 
 def pet_header(**overrides) -> Dataset:
     ds = Dataset()
+    # Written by hand, not by synthetic/write_dicom.py (alike in shape to its PET header): the SUV rules are
+    # tested against values the generator did not make.
     ds.Modality = "PT"
     ds.Units = "BQML"
     ds.DecayCorrection = "START"

@@ -134,6 +134,8 @@ def inhouse(
         "--crop",
         help="auto: box from the train+val GTV/relapse extent + 15 %; fixed: 160 x 224 x 128 voxels; none.",
     ),
+    # Alike in shape to `recur predict`'s --roi-*/--*-series options, with the converter's own defaults and
+    # help: typer reads each command's options from its own signature.
     roi_gtv: str = typer.Option(
         None, "--roi-gtv", help="Regex for GTV ROI names (default: names starting 'GTV')."
     ),

@@ -36,6 +36,8 @@ def pet(
         show_default=False,
         metavar="PET_SERIES_DIR",
     ),
+    # `rtstruct` below declares its --out alike in shape (a folder of masks there, one file here): typer
+    # reads each command's options from its own signature.
     out: Path = typer.Option(
         ..., "--out", "-o", help="Output NIfTI file (float32 SUVbw), e.g. pet_suv.nii.gz.", show_default=False
     ),
@@ -76,6 +78,7 @@ def rtstruct(
         show_default=False,
         metavar="IMAGE_SERIES_DIR",
     ),
+    # Alike in shape to `pet`'s --out above, on purpose (typer options live in each command's signature).
     out: Path = typer.Option(
         ..., "--out", "-o", help="Output folder; one <sanitised ROI name>.nii.gz per ROI.", show_default=False
     ),

@@ -132,6 +132,8 @@ class CaseRecord:
     part: str = ""
     series: dict[str, str] = field(default_factory=dict)
 
+    # The record's keys spelled out (alike in shape to other report rows, e.g. evaluation's per_case row):
+    # from_json below reads these same keys back.
     def to_json(self) -> dict:
         return {
             "case": self.case,
@@ -941,6 +943,8 @@ def convert_inhouse(
         require_dose=require_dose,
         label_threshold=label_threshold,
     )
+    # Spelled out here and in convert_hecktor below, alike in shape only: the two kinds differ in split, seed,
+    # labels, in-house options and description, and each public entry point shows its whole settings.
     settings = ConversionSettings(
         kind="inhouse",
         dataset_id=dataset_id,
@@ -986,6 +990,7 @@ def convert_hecktor(
 
     if labels not in LABEL_SETS:
         raise ValueError(f"labels must be one of {LABEL_SETS}, got {labels!r}")
+    # Alike in shape to convert_inhouse's settings above, on purpose (see the note there).
     settings = ConversionSettings(
         kind="hecktor",
         dataset_id=dataset_id,

@@ -68,6 +68,8 @@ def read_rtplan(path: str | Path) -> RTPlan:
     """Read one RT Plan; raise `RTPlanError` with a one-line reason when it is not a readable plan."""
     import pydicom
 
+    # Read as rtstruct.py reads, alike in shape only: a plan needs no pixels (stop_before_pixels, no force)
+    # and its failure is an RTPlanError with the plan's own message.
     path = Path(path)
     try:
         with warnings.catch_warnings():

@@ -119,6 +119,8 @@ def _contour_points(contour) -> np.ndarray | None:
 
 def read_rtstruct(path: str | os.PathLike) -> RTStruct:
     """Parse an RTSTRUCT file: ROI numbers, names, closed planar contours in mm, frame of reference."""
+    # Alike in shape to rtplan.py's read: an RTSTRUCT is read with force=True (files without the preamble too)
+    # and fails as a ConversionError with the UNREADABLE cause.
     path = Path(path)
     try:
         with warnings.catch_warnings():

@@ -104,6 +104,8 @@ def suvmax_sweep(
     ),
     gt: Path | None = typer.Option(None, "--gt", help="reference relapse labels folder (<case>.nii.gz)"),
     cases: str | None = typer.Option(None, "--cases", help=CASES_HELP),
+    # Typer reads each command's options from its own signature, so these (and --all-cases) stay here though
+    # they are alike in shape to `recur calibrate`'s and `recur synth`'s options (other flags, other help).
     splits: Path | None = typer.Option(
         None, "--splits", help="nnU-Net splits_final.json: use the validation cases of --fold"
     ),
@@ -353,6 +355,8 @@ def compare(
         help="a method as NAME=DIR (nnU-Net output folder of <case>.nii.gz, or <case>.npz with "
         "--threshold); repeat for every method, in the order of Table 1",
     ),
+    # Alike in shape to `recur-eval calibration`'s folder options (cli_calibration.py): each command declares
+    # its own typer options, whose help says what that command reads from each folder.
     gt: Path | None = typer.Option(None, "--gt", help="reference relapse labels folder (<case>.nii.gz)"),
     images: Path | None = typer.Option(
         None, "--images", help="images folder (CT _0000 for the overlays, PET _0001 for the SUV curve)"
@@ -375,6 +379,8 @@ def compare(
     allow_missing: bool = typer.Option(
         False, "--allow-missing", help="report a method's missing cases in a footnote instead of failing"
     ),
+    # On/off flags alike in shape to `recur predict`'s dose options (prediction/cli.py): each command's
+    # options live in its own signature, where typer reads them.
     hd95: bool = typer.Option(True, "--hd95/--no-hd95", help="compute the 95 % Hausdorff distance (slowest)"),
     curves: bool = typer.Option(
         True, "--curves/--no-curves", help="PO capture vs volume curves (probability maps, SUV percents)"

@@ -20,6 +20,8 @@ def calibration(
     region: str = typer.Option(
         "gtv+20mm", "--region", help="voxels scored: gtv+20mm (default, inside the body), body or all"
     ),
+    # Alike in shape to `recur-eval compare`'s folder options: typer reads each command's options from its
+    # own signature, and this command reads other files from these folders (the GTV, the CT for the body).
     masks: Path | None = typer.Option(None, "--masks", help="masks folder holding <case>_gtv.nii.gz"),
     images: Path | None = typer.Option(
         None, "--images", help="images folder holding the CT <case>_0000.nii.gz (for the body)"

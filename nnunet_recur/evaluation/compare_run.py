@@ -20,6 +20,8 @@ class CompareOptions:
     masks: Path | None = None
     dataset: str | None = None
     cases: str | None = None
+    # Alike in shape to comparison.CompareInputs: these are the command's options; CompareInputs holds the
+    # picklable part a worker needs (figures off unless asked).
     best: str | None = None
     threshold: float | None = None
     allow_missing: bool = False
@@ -70,6 +72,7 @@ def run_compare(stage: Path, options: CompareOptions, warn: Callable[[str], None
             f"{name}: {len(ids)} prediction(s) without a reference label in {labels}, "
             f"not scored: {', '.join(ids)}"
         )
+    # Keyword arguments alike in shape to other builders' (workflow/study_file.py's StudyPlan): other classes.
     inputs = comparison.CompareInputs(
         labels=labels,
         methods=tuple(methods),

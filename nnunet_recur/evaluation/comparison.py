@@ -108,6 +108,7 @@ class CompareInputs:
 
     labels: Path
     methods: tuple[Method, ...]
+    # Alike in shape to compare_run.CompareOptions, whose subset this is (what a worker needs, picklable).
     images: Path | None = None
     masks: Path | None = None
     allow_missing: bool = False
@@ -134,6 +135,7 @@ class MethodCaseResult:
     # predicted voxel centre: 0 when captured, None when the prediction is empty)
     po_flags: list[tuple[bool, bool, float | None]] = field(default_factory=list)
 
+    # The per_case.csv columns spelled out in the contract's order (alike in shape to other report rows).
     def row(self) -> dict:
         """The per_case.csv row (first nine columns fixed by the contract)."""
         return {

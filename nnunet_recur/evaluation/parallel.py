@@ -16,6 +16,7 @@ def _progress(enabled: bool):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    # Alike in shape to `recur synth`'s bar, which the generator keeps for itself (it imports no evaluation).
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

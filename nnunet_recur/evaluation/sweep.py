@@ -64,6 +64,8 @@ class SweepCase:
             return str(exc)
 
 
+# Alike in shape to prediction/calibration.py's read_calibration: another file (suvmax-sweep's best.json),
+# its own error class (EvaluationError) and its own content rules.
 def read_best(path: Path) -> dict:
     """best.json of `suvmax-sweep`: {'percent': P in (0, 100], 'cases': [...]}; anything else is refused."""
     import json

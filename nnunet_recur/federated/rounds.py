@@ -48,6 +48,7 @@ class FederationError(RuntimeError):
     """The run cannot go on (too few sites, bad settings); the message says which and why."""
 
 
+# A dataclass of settings with defaults, alike in shape only to prediction's DoseMapOptions.
 @dataclass
 class Settings:
     rounds: int = 3

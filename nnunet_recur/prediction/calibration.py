@@ -260,6 +260,7 @@ def load_calibration(folder: Path) -> Calibration | None:
     return read_calibration(path)
 
 
+# Alike in shape to evaluation/sweep.py's read_best: another file, its own error class and content rules.
 def read_calibration(path: Path) -> Calibration:
     """A calibration.json file; missing or damaged is a CalibrationError naming it."""
     path = Path(path)

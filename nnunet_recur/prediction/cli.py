@@ -63,6 +63,8 @@ def predict(
     boost_cc: str = typer.Option(
         None, "--boost-cc", help="ROI volumes in cc, e.g. 5,10,20: the threshold giving that volume."
     ),
+    # These options are alike in shape to each other and to other commands' (`recur cv`, `recur convert`'s
+    # --roi-*): typer reads each command's options from its own signature, each with its own help.
     within_gtv: bool = typer.Option(
         False, "--within-gtv", help="Restrict every ROI to the GTV (sub-volume boost)."
     ),
@@ -85,6 +87,7 @@ def predict(
         help="CT SeriesInstanceUID or SeriesDescription regex, when the RTSTRUCT names none.",
     ),
     device: DeviceChoice = typer.Option(DeviceChoice.auto, "--device", help=DEVICE_HELP),
+    # alike in shape to --suvmax-percent/--roi-gtv above (see the note on --within-gtv)
     calibration: bool = typer.Option(
         True,
         "--calibration/--no-calibration",

@@ -36,6 +36,8 @@ def calibrate(
     gt: Path | None = typer.Option(
         None, "--gt", help="reference labels (default $nnUNet_preprocessed/<dataset>/gt_segmentations)"
     ),
+    # Alike in shape to `recur-eval suvmax-sweep`'s options (evaluation/cli.py): typer reads each command's
+    # options from its own signature; these have their own defaults ($nnUNet_raw, imagesTr) and help.
     masks: Path | None = typer.Option(
         None, "--masks", help="<case>_gtv.nii.gz folder (default $nnUNet_raw/<dataset>/masksTr)"
     ),

@@ -32,6 +32,7 @@ import numpy as np
 MIN_LEVELS, MAX_LEVELS = 3, 11
 
 
+# A dataclass of options with defaults, alike in shape only to federated.rounds.Settings.
 @dataclass
 class DoseMapOptions:
     base_gy: float = 68.0

@@ -42,6 +42,7 @@ def synth(
         "demo: the small field of view at twice its voxel size (~30k CT voxels, CPU demo); "
         "paper: 512 x 512 CT at 0.9765 x 0.9765 x 2 mm, PET at 2.036 x 2.036 x 2 mm.",
     ),
+    # Alike in shape to other commands' flags (recur-eval's --all-cases): typer options live in the signature.
     defects: bool = typer.Option(
         False,
         "--defects",
@@ -80,6 +81,8 @@ def synth(
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(BAD_INPUT) from err
     skipped = 0
+    # The synthetic generator keeps its own bar (alike in shape to evaluation/parallel.py's): it imports
+    # nothing from the packages it is the test data of, and its bar has its own label and console.
     with Progress(
         TextColumn("[bold]synth[/bold] {task.description}"),
         BarColumn(),

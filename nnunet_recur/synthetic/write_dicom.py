@@ -124,6 +124,8 @@ def _image_plane(ds, grid, k: int, pixel_spacing=None) -> None:
     ds.PixelSpacing = pixel_spacing or [_ds(grid.spacing[1]), _ds(grid.spacing[0])]  # [row (y), column (x)]
     ds.Rows = grid.size[1]
     ds.Columns = grid.size[0]
+    # tests/test_dicom_series.py writes these Image Pixel lines itself, on purpose: the readers are tested
+    # against slices this generator did not write, so that a shared mistake cannot pass both.
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.BitsAllocated = 16
@@ -225,6 +227,8 @@ def write_pet_series(patient, folder: Path, namer: _Namer) -> list[Path]:
         radio.RadiopharmaceuticalStartDateTime = dose.study_date + _tm(dose.injection_s)
         radio.RadionuclideTotalDose = str(int(dose.dose_bq))
         radio.RadionuclideHalfLife = _ds(dose.half_life_s)
+        # tests/test_suv.py builds its own PET headers by hand (an oracle independent of this writer):
+        # alike in shape only.
         radio.RadionuclidePositronFraction = "0.9673"
         code = Dataset()
         code.CodeValue = "C-111A1"
@@ -327,6 +331,8 @@ def write_rtstruct(
     colours = {"BODY": [0, 255, 0], "GTV_T": [255, 0, 0], "GTV_N": [255, 128, 0], "Brain": [0, 128, 255]}
     roi_items, contour_items, observation_items = [], [], []
     for number, (name, kind, mask) in enumerate(rois, start=1):
+        # One ROI's items of the three RTSTRUCT sequences (StructureSetROI here, ROIContour, RTROIObservations
+        # below): different attributes, alike in shape only.
         roi = Dataset()
         roi.ROINumber = number
         roi.ReferencedFrameOfReferenceUID = frame

@@ -29,6 +29,7 @@ def _beam(number: int, gantry: float, weight: float):
     beam = Dataset()
     beam.BeamNumber = number
     beam.BeamName = f"B{number}"
+    # DICOM attributes set one per line; alike in shape only to other headers (tests/test_suv.py).
     beam.BeamType = "DYNAMIC"
     beam.RadiationType = "PHOTON"
     beam.TreatmentMachineName = "SYNTH_LINAC"

@@ -48,6 +48,8 @@ PUBLISHED_CODE_FEATURES_PER_STAGE: tuple[int, ...] = (32, 64, 128, 256, 512)  # 
 LEAKY_SLOPE = 0.1
 
 
+# ConvBlock and UpSample are alike in shape (layer -> LeakyReLU -> InstanceNorm as an nn.Sequential) but
+# are different layer stacks of the released net (two 3x3x3 convolutions; one transposed convolution).
 class ConvBlock(nn.Sequential):
     """Two times conv 3x3x3 -> LeakyReLU(0.1) -> InstanceNorm3d(affine=False)."""
 

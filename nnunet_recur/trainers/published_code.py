@@ -101,8 +101,9 @@ class nnUNetTrainerRecurPublishedCode(nnUNetTrainerRecur):
     early_stopping_min_delta = 1e-4
     validation_on_shuffled_pairs = False
 
-    # nnU-Net instantiates every trainer with this exact signature, so each variant that adds attributes
-    # restates it (as nnU-Net's own variants do); the duplicate of nnUNetTrainerRecur.__init__ is kept.
+    # nnU-Net's trainer signature, the same as nnUNetTrainerRecur.__init__ on purpose: nnUNetTrainer.__init__
+    # records its arguments by inspect.signature(self.__init__) (my_init_kwargs, saved in checkpoints), so a
+    # variant that changes the plans restates it (as nnU-Net's own variants do) instead of *args/**kwargs.
     def __init__(
         self,
         plans: dict,

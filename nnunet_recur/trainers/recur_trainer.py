@@ -150,6 +150,8 @@ class nnUNetTrainerRecur(nnUNetTrainer):
     )
     progress_plot_every: int = 10  # progress.png is a 3000x5400 px figure: ~1 s of CPU per drawing
 
+    # nnU-Net's trainer signature, restated by PublishedCode too (nnUNetTrainer.__init__ records its
+    # arguments by inspect.signature(self.__init__), so a variant cannot take *args/**kwargs).
     def __init__(
         self,
         plans: dict,

@@ -184,6 +184,7 @@ def cv(
     device: DeviceChoice = typer.Option(
         DeviceChoice.auto, "--device", help="Where nnU-Net trains: " + DEVICE_HELP + " (Slurm: auto = cuda)"
     ),
+    # Alike in shape to `recur predict`'s options: typer reads each command's options from its signature.
     out: Path = typer.Option(
         None, "--out", help="Report folder (default ./recur_cv/DatasetXXX_Name/TRAINER)."
     ),

@@ -189,6 +189,7 @@ def build_study(cfg: StudyConfig, env: Mapping[str, str], available: Iterable[st
     available = list(available)
     methods = resolve_methods(cfg.methods, cfg.epochs, available)
     pre_trainer, note = pretrain_trainer_for(cfg.epochs, available)
+    # Keyword arguments alike in shape to other builders' (evaluation/compare_run.py): another class.
     plan = StudyPlan(
         methods=methods,
         pretrain_trainer=pre_trainer,
