@@ -286,6 +286,14 @@ def test_a_field_outside_the_manifest_is_refused(pooled, tmp_path):
     assert "outside the manifest" in result.output and "Traceback" not in result.output
 
 
+def test_pool_refuses_an_unknown_dose_class(pooled, tmp_path):
+    summary = json.loads((pooled["summaries"][0] / "site_summary.json").read_text())
+    summary["cases"][0]["dose"]["po_class"][0] = "boost"
+    (tmp_path / "site_summary.json").write_text(json.dumps(summary))
+    result = runner.invoke(app, ["pool", str(tmp_path), "--out", str(tmp_path / "p")])
+    assert result.exit_code == 2 and "unknown po_class ['boost']" in result.output
+
+
 def test_pool_refuses_sites_with_different_methods(pooled, tmp_path):
     summary = json.loads((pooled["summaries"][1] / "site_summary.json").read_text())
     summary["methods"] = ["AI"]

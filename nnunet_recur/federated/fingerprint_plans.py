@@ -120,7 +120,7 @@ def preprocess_site(dataset: int | str, shared: dict, processes: int = 1) -> Pat
 
     name = planning.dataset_name(dataset)  # also requires nnUNet_raw / nnUNet_preprocessed
     raw_json = Path(nnUNet_raw.get()) / name / "dataset.json"
-    if not raw_json.is_file():
+    if not raw_json.is_file():  # the readers' usual guard (site_summary has its twin), with this error type
         raise SitePlanningError(f"{raw_json}: not found")
     try:
         dataset_json = json.loads(raw_json.read_text(encoding="utf-8"))
