@@ -1,7 +1,9 @@
 """Federated evaluation: site summaries (what leaves a site) and pooling them (recur-eval site-summary/pool).
 
-Real NIfTI files and the real `compare`; the key check: pooling two sites' summaries gives the same
-Table 1 and paired tests as `compare` on the union of their cases."""
+Real NIfTI files and the real `compare` and `dose-pattern`; the key check: pooling two sites' summaries
+gives the same Table 1, paired tests and dose-class capture as `compare` / `dose-pattern` on the union
+of their cases. Site A shares the PO-dose class of compare's --dose column, site B the three classes of
+a dose-pattern folder."""
 
 from __future__ import annotations
 
@@ -15,12 +17,23 @@ import pytest
 import SimpleITK as sitk
 from typer.testing import CliRunner
 
-from nnunet_recur.evaluation import site_summary, stratified
+from nnunet_recur.evaluation import dose_pattern, dose_report, site_summary, stratified
 from nnunet_recur.evaluation.cli import app
 
 runner = CliRunner()
 SHAPE = (10, 16, 16)
 SITES = {"A": ["ALPHA_001", "ALPHA_002", "ALPHA_003", "ALPHA_004"], "B": ["BETA_001", "BETA_002", "BETA_003"]}
+DOSE_BASE_GY = [40.0, 45.0, 50.0, 20.0, 40.0, 45.0, 50.0]  # per case: elective, in-field, out-of-field POs
+RX = "68,60,50"
+
+
+def _dose(n: int) -> np.ndarray:
+    """A dose rising 3 Gy per voxel along x; case 5's second PO lies outside the dose grid (NaN)."""
+    dose = np.broadcast_to(DOSE_BASE_GY[n] + 3.0 * np.arange(SHAPE[2]), SHAPE).astype(np.float32)
+    if n == 5:
+        dose = dose.copy()
+        dose[:, :, 11:] = np.nan
+    return dose
 
 
 def _write(array: np.ndarray, path: Path) -> None:
@@ -43,13 +56,15 @@ def _case(root: Path, folders: list[Path], case: str, n: int) -> None:
         _write(relapse, folder / "labels" / f"{case}.nii.gz")
         _write(ai, folder / "ai" / f"{case}.nii.gz")
         _write(other, folder / "other" / f"{case}.nii.gz")
+        _write(_dose(n), folder / "dose" / f"{case}.nii.gz")
 
 
-def _compare(folder: Path, out: Path) -> None:
+def _compare(folder: Path, out: Path, dose: bool = False) -> None:
     args = ["compare", "--gt", str(folder / "labels"), "--pred", f"AI={folder / 'ai'}"]
+    args += ["--dose", str(folder / "dose"), "--rx", RX] if dose else []
     args += [
         "--pred",
-        f"Other={folder / 'other'}",
+        f"GTV={folder / 'other'}",
         "--no-hd95",
         "--no-curves",
         "--no-figures",
@@ -60,6 +75,20 @@ def _compare(folder: Path, out: Path) -> None:
     assert result.exit_code == 0, result.output
 
 
+def _dose_pattern(folder: Path, out: Path) -> None:
+    args = ["dose-pattern", "--gt", str(folder / "labels"), "--dose", str(folder / "dose"), "--rx", RX]
+    args += ["--pred", f"AI={folder / 'ai'}", "--pred", f"GTV={folder / 'other'}", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+
+
+def _site_summary(compare_out: Path, site: str, out: Path, *extra: str) -> Path:
+    args = ["site-summary", str(compare_out), "--site", site, "--salt", "s3cret", "--out", str(out)]
+    result = runner.invoke(app, [*args, *extra])
+    assert result.exit_code == 0, result.output
+    return out
+
+
 @pytest.fixture(scope="module")
 def pooled(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("federated_eval")
@@ -68,26 +97,15 @@ def pooled(tmp_path_factory) -> dict:
         for case in cases:
             _case(root, [root / site, root / "union"], case, n)
             n += 1
-    summaries = []
-    for site in SITES:
-        _compare(root / site, root / f"compare_{site}")
-        out = root / f"share_{site}"
-        result = runner.invoke(
-            app,
-            [
-                "site-summary",
-                str(root / f"compare_{site}"),
-                "--site",
-                site,
-                "--salt",
-                "s3cret",
-                "--out",
-                str(out),
-            ],
-        )
-        assert result.exit_code == 0, result.output
-        summaries.append(out)
-    _compare(root / "union", root / "compare_union")
+    _compare(root / "A", root / "compare_A", dose=True)  # site A: compare's in-field column
+    _compare(root / "B", root / "compare_B")  # site B: a dose-pattern folder beside compare
+    _dose_pattern(root / "B", root / "dose_B")
+    summaries = [
+        _site_summary(root / "compare_A", "A", root / "share_A"),
+        _site_summary(root / "compare_B", "B", root / "share_B", "--dose-pattern", str(root / "dose_B")),
+    ]
+    _compare(root / "union", root / "compare_union", dose=True)
+    _dose_pattern(root / "union", root / "dose_union")
     result = runner.invoke(app, ["pool", *map(str, summaries), "--out", str(root / "pooled")])
     assert result.exit_code == 0, result.output
     return {"root": root, "summaries": summaries}
@@ -107,10 +125,10 @@ def _close(a, b) -> bool:
 def test_pooled_table1_equals_compare_on_the_union(pooled):
     root = pooled["root"]
     union, pool = _rows(root / "compare_union" / "table1.csv"), _rows(root / "pooled" / "table1.csv")
-    assert [r["method"] for r in pool] == ["Ground truth", "AI", "Other"]
+    assert [r["method"] for r in pool] == ["Ground truth", "AI", "GTV"]
     assert len(union) == len(pool)
     for u, p in zip(union, pool, strict=True):
-        for column in u:
+        for column in [c for c in u if c not in dose_report.INFIELD_COLUMNS]:  # dose: tested below
             assert column == "method" and u[column] == p[column] or _close(u[column], p[column]), (
                 column,
                 u,
@@ -124,7 +142,7 @@ def test_pooled_paired_tests_equal_compare_on_the_union(pooled):
     union = json.loads((root / "compare_union" / "stats.json").read_text())
     pool = json.loads((root / "pooled" / "stats.json").read_text())
     (u,), (p,) = union["comparisons"], pool["comparisons"]
-    assert (u["a"], u["b"]) == (p["a"], p["b"]) == ("AI", "Other")
+    assert (u["a"], u["b"]) == (p["a"], p["b"]) == ("AI", "GTV")
     order_free = [
         "n",
         "mean_a",
@@ -163,6 +181,78 @@ def test_per_site_rows_and_stratified_tests(pooled):
     assert (root / "pooled" / "forest.png").stat().st_size > 1000
 
 
+def test_pooled_dose_classes_equal_dose_pattern_and_compare_on_the_union(pooled):
+    root = pooled["root"]
+    union = json.loads((root / "dose_union" / "dose_pattern.json").read_text())
+    dose = json.loads((root / "pooled" / "dose.json").read_text())
+    assert dose["sites_with_dose"] == ["A", "B"] and dose["sites_without_dose"] == []
+    assert dose["n_components"] == union["n_components"] == 10
+    assert dose["capture_by_po_class"] == union["capture_by_po_class"]  # counts, n, Wilson CIs
+    assert dose["classifications"] == {"po_class": union["classifications"]["po_class"]["counts"]}
+    counts = {k: v["count"] for k, v in dose["classifications"]["po_class"].items()}
+    assert all(counts[label] > 0 for label in dose_pattern.PO_CLASSES), counts  # every class occurs
+    assert dose["mcnemar_best_vs_gtv_infield"] == union["mcnemar_best_vs_gtv_infield"]
+    assert dose["mcnemar_best_vs_gtv_infield"]["n_po"] > 0
+    with open(root / "compare_union" / "table1.csv", newline="") as handle:
+        table = {r["method"]: r for r in csv.DictReader(handle)}
+    for method in ("AI", "GTV"):  # compare --dose's in-field column on the union
+        infield = dose["capture_by_po_class"][method]["in-field"]
+        assert (infield["count"], infield["n"]) == (
+            int(table[method]["po_infield_captured"]),
+            int(table[method]["po_infield_total"]),
+        )
+    per_site = {site: dose["sites"][site]["AI"]["in-field"]["n"] for site in ("A", "B")}
+    assert sum(per_site.values()) == dose["capture_by_po_class"]["AI"]["in-field"]["n"]
+    (cmh,) = dose["infield_cmh"]
+    assert (cmh["a"], cmh["b"]) == ("AI", "GTV") and set(cmh["tables"]) == {"A", "B"}
+    assert cmh["tables"]["A"][0] + cmh["tables"]["A"][1] == per_site["A"]
+    rows = _rows(root / "pooled" / "dose_capture.csv")
+    assert {(r["site"], r["method"], r["po_class"]) for r in rows} >= {("pooled", "AI", "in-field")}
+    assert "## In-field POs captured" in (root / "pooled" / "table1.md").read_text()
+
+
+def test_sites_carry_the_dose_classes_they_have(pooled):
+    a = json.loads((pooled["summaries"][0] / "site_summary.json").read_text())
+    b = json.loads((pooled["summaries"][1] / "site_summary.json").read_text())
+    assert a["dose_classes"] == ["po_class"]  # compare --dose
+    assert b["dose_classes"] == ["po_class", "dawson_class", "mdacc_type"]  # dose-pattern folder
+    for case in a["cases"] + b["cases"]:
+        assert all(len(values) == case["po_count"] for values in case["dose"].values())
+    text = json.dumps(b)
+    assert "_gy" not in text and "rx" not in text  # classes leave the site, doses in Gy do not
+
+
+def test_pool_says_which_sites_have_no_dose(pooled, tmp_path):
+    root = pooled["root"]
+    no_dose = _site_summary(root / "compare_B", "B", tmp_path / "share_B")
+    assert json.loads((no_dose / "site_summary.json").read_text())["dose_classes"] == []
+    result = runner.invoke(
+        app, ["pool", str(pooled["summaries"][0]), str(no_dose), "--out", str(tmp_path / "p")]
+    )
+    assert result.exit_code == 0, result.output
+    dose = json.loads((tmp_path / "p" / "dose.json").read_text())
+    assert dose["sites_with_dose"] == ["A"] and dose["sites_without_dose"] == ["B"]
+    compare_a = json.loads((root / "compare_A" / "summary.json").read_text())["dose"]
+    infield = dose["capture_by_po_class"]["AI"]["in-field"]
+    assert (infield["count"], infield["n"]) == (compare_a["captured"]["AI"], compare_a["totals"]["AI"])
+    assert "Sites without dose classes, not in this table: B." in (tmp_path / "p" / "table1.md").read_text()
+
+
+def test_a_dose_pattern_folder_of_other_cases_is_one_error_line(pooled, tmp_path):
+    root = pooled["root"]
+    args = ["site-summary", str(root / "compare_A"), "--site", "A", "--out", str(tmp_path / "o")]
+    result = runner.invoke(app, [*args, "--dose-pattern", str(tmp_path)])
+    assert result.exit_code == 2 and "no dose_pattern.json" in result.output
+    report = json.loads((root / "dose_union" / "dose_pattern.json").read_text())
+    report["components"] = [
+        dict(c, case="ALPHA_001") if c["case"] == "ALPHA_002" else c for c in report["components"]
+    ]
+    (tmp_path / "dp").mkdir()
+    (tmp_path / "dp" / "dose_pattern.json").write_text(json.dumps(report))
+    result = runner.invoke(app, [*args, "--dose-pattern", str(tmp_path / "dp")])
+    assert result.exit_code == 2 and "ALPHA_001" in result.output and "Traceback" not in result.output
+
+
 def test_site_summary_writes_nothing_outside_the_manifest(pooled):
     out = pooled["summaries"][0]
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "site_summary.json"]
@@ -170,7 +260,12 @@ def test_site_summary_writes_nothing_outside_the_manifest(pooled):
     manifest = json.loads((out / "manifest.json").read_text())
     fields = site_summary.field_paths(summary)
     assert fields <= set(manifest["files"]["site_summary.json"])
-    assert "cases[].scores[].dice" in fields
+    assert "cases[].scores[].dice" in fields and "cases[].dose.po_class" in fields
+    fields_b = site_summary.field_paths(
+        json.loads((pooled["summaries"][1] / "site_summary.json").read_text())
+    )
+    assert {"cases[].dose.dawson_class", "cases[].dose.mdacc_type"} <= fields_b
+    assert fields_b <= set(manifest["files"]["site_summary.json"])
     text = (out / "site_summary.json").read_text()
     for case in SITES["A"]:  # no case id, no folder, no file name leaves the site
         assert case not in text
@@ -189,6 +284,14 @@ def test_a_field_outside_the_manifest_is_refused(pooled, tmp_path):
     result = runner.invoke(app, ["pool", str(tmp_path / "y"), "--out", str(tmp_path / "p")])
     assert result.exit_code == 2
     assert "outside the manifest" in result.output and "Traceback" not in result.output
+
+
+def test_pool_refuses_an_unknown_dose_class(pooled, tmp_path):
+    summary = json.loads((pooled["summaries"][0] / "site_summary.json").read_text())
+    summary["cases"][0]["dose"]["po_class"][0] = "boost"
+    (tmp_path / "site_summary.json").write_text(json.dumps(summary))
+    result = runner.invoke(app, ["pool", str(tmp_path), "--out", str(tmp_path / "p")])
+    assert result.exit_code == 2 and "unknown po_class ['boost']" in result.output
 
 
 def test_pool_refuses_sites_with_different_methods(pooled, tmp_path):

@@ -23,12 +23,19 @@ def site_summary(
         help=f"secret salt of the case-id hashes (default: ${SALT_ENV}, else a fresh random one, so the "
         "hashes differ between runs); it never leaves the site",
     ),
+    dose_pattern: Path | None = typer.Option(
+        None,
+        "--dose-pattern",
+        help="a `recur-eval dose-pattern` output folder of the same cases: shares the three dose classes "
+        "of every PO (default: the PO-dose class of compare's --dose column, if it has one)",
+    ),
 ) -> None:
     """Write what a site may share of a compare report: per-case metrics, no image, no identifier.
 
     OUT/site_summary.json holds, per case and method, Dice, recall, precision, volumes, PO counts and
-    per-PO capture flags, HD95; case ids are replaced by salted hashes and listed in hash order.
-    OUT/manifest.json lists exactly the fields that leave the site (docs/federated.md).
+    per-PO capture flags, HD95, and per PO its dose classes where the site has them (never a dose in Gy);
+    case ids are replaced by salted hashes and listed in hash order. OUT/manifest.json lists exactly
+    the fields that leave the site (docs/federated.md).
 
     Example: recur-eval site-summary eval/test --site "Centre A" --out share/centre_a
     """
@@ -37,7 +44,7 @@ def site_summary(
 
     secret = salt or os.environ.get(SALT_ENV) or module.new_salt()
     try:
-        summary = module.build_site_summary(compare_out, site, secret)
+        summary = module.build_site_summary(compare_out, site, secret, dose_pattern)
         paths = module.write_site_summary(out, summary)
     except (EvaluationError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -46,7 +53,8 @@ def site_summary(
         typer.echo(
             f"note: random salt; pass --salt or set ${SALT_ENV} for hashes stable across runs", err=True
         )
-    typer.echo(f"wrote {paths[0]} ({len(summary['cases'])} cases) and {paths[1]}")
+    dose = f", dose classes {', '.join(summary['dose_classes'])}" if summary["dose_classes"] else ""
+    typer.echo(f"wrote {paths[0]} ({len(summary['cases'])} cases{dose}) and {paths[1]}")
 
 
 def pool(
@@ -59,7 +67,9 @@ def pool(
     Writes OUT/table1.md and table1.csv (pooled), OUT/sites_table1.csv (a row per site and method beside
     the pooled one), OUT/stats.json (the paired tests of compare on all cases), OUT/stratified.json
     (Cochran-Mantel-Haenszel for PO capture and a DerSimonian-Laird random-effects meta-analysis of the
-    paired Dice difference, best method vs each other) and OUT/forest.png.
+    paired Dice difference, best method vs each other) and OUT/forest.png. Where sites shared dose
+    classes: OUT/dose.json and OUT/dose_capture.csv (POs captured per PO-dose class and method, pooled
+    and per site, Wilson 95 % CIs; CMH of in-field capture stratified by site; the sites left out).
 
     Example: recur-eval pool share/centre_a share/centre_b share/centre_c --out eval/pooled
     """

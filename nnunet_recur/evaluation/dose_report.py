@@ -328,7 +328,8 @@ def _label_grid(path: Path):
 
 
 def infield_capture(results, labels: Path, doses: Path, rx_option: str | None) -> dict:
-    """Per compare case result: which POs are in-field (PO-dose rule); per method, how many it captures.
+    """Per compare case result: which POs are in-field (PO-dose rule); per method, how many it captures;
+    per case the PO-dose class of every PO (`po_classes`, which `recur-eval site-summary` shares).
 
     A case without a usable dose (file missing or refused, no prescription) is left out of the column
     and named in the note; its POs still count everywhere else in Table 1.
@@ -341,6 +342,7 @@ def infield_capture(results, labels: Path, doses: Path, rx_option: str | None) -
     captured: dict[str, int] = {}
     totals: dict[str, int] = {}
     infield_total, left_out = 0, {}
+    po_classes: dict[str, list[dict]] = {}  # per case, per PO: its PO-dose class (for site summaries)
     for result in results:
         try:
             grid = _label_grid(label_path(labels, result.case))
@@ -352,19 +354,28 @@ def infield_capture(results, labels: Path, doses: Path, rx_option: str | None) -
         except EvaluationError as exc:
             left_out[result.case] = str(exc).strip().splitlines()[0]
             continue
-        infield = [
+        classes = [
             dose_pattern.po_dose_class(
                 dose_pattern.interpolate(dose.array, (p["index_z"], p["index_y"], p["index_x"])), prescription
             )
-            == "in-field"
             for p in result.points
         ]
+        po_classes[result.case] = [
+            {"po": p["po"], "po_class": c} for p, c in zip(result.points, classes, strict=True)
+        ]
+        infield = [c == "in-field" for c in classes]
         infield_total += sum(infield)
         for method in result.methods:
             hits = sum(flag[0] and inside for flag, inside in zip(method.po_flags, infield, strict=True))
             captured[method.method] = captured.get(method.method, 0) + hits
             totals[method.method] = totals.get(method.method, 0) + sum(infield)
-    return {"captured": captured, "totals": totals, "infield_total": infield_total, "left_out": left_out}
+    return {
+        "captured": captured,
+        "totals": totals,
+        "infield_total": infield_total,
+        "left_out": left_out,
+        "po_classes": po_classes,
+    }
 
 
 def add_infield_column(stage: Path, infield: dict) -> None:

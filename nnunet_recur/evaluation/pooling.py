@@ -9,7 +9,8 @@ so it differs with the case order (site, then hash, instead of case id): same di
 
 Beside the naive pooled tests, which ignore that patients come from different centres, it reports tests
 stratified by site: CMH for PO capture and a DerSimonian-Laird random-effects meta-analysis of the
-paired Dice difference, with a forest plot.
+paired Dice difference, with a forest plot. The dose classes the sites shared are pooled by
+`pooling_dose` (in-field capture per method, CMH of in-field capture stratified by site).
 """
 
 from __future__ import annotations
@@ -17,11 +18,19 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from nnunet_recur.evaluation import report, stratified
+from nnunet_recur.evaluation import pooling_dose, report, stratified
 from nnunet_recur.evaluation.comparison import CaseResult, Method, MethodCaseResult
 from nnunet_recur.evaluation.volumes import EvaluationError
 
-POOL_OWNED = ("table1.csv", "table1.md", "sites_table1.csv", "stats.json", "stratified.json", "forest.png")
+POOL_OWNED = (
+    "table1.csv",
+    "table1.md",
+    "sites_table1.csv",
+    "stats.json",
+    "stratified.json",
+    "forest.png",
+    *pooling_dose.OWNED,
+)
 SITE_TABLE1_COLUMNS = ["site", *report.TABLE1_COLUMNS]
 
 
@@ -224,7 +233,11 @@ def pool(summaries: list[tuple[Path, dict]], stage: Path, seed: int = 0) -> dict
             f"- {test['a']} vs {test['b']}: PO capture CMH p = {p_cmh}; mean paired Dice difference, "
             f"random effects: {meta_text}.\n"
         )
+    dose = pooling_dose.pool_dose([summary for _, summary in summaries], names, best)
+    if dose is not None:
+        pooling_dose.write(stage, dose)
+        markdown += pooling_dose.markdown(dose)
     write_text(stage / "table1.md", markdown)
     if tests:
         plot_forest(tests, stage / "forest.png")
-    return {"sites": list(per_site), "n_cases": len(union), "comparisons": tests}
+    return {"sites": list(per_site), "n_cases": len(union), "comparisons": tests, "dose": dose}

@@ -14,6 +14,7 @@ import typer
 
 from nnunet_recur.device_choice import DEVICE_HELP, DeviceChoice, DeviceError, resolve_device
 from nnunet_recur.exit_status import BAD_INPUT, FAILED_CASES
+from nnunet_recur.federated import cli_plans
 
 app = typer.Typer(
     help="Federated training on Flower: sites keep their images and share model weights only "
@@ -363,5 +364,8 @@ def merge_fingerprints(
 app.command("server")(server)
 app.command("fingerprint-summary")(fingerprint_summary)
 app.command("merge-fingerprints")(merge_fingerprints)
+app.command("plan")(cli_plans.plan)
+app.command("preprocess")(cli_plans.preprocess)
+app.command("check-plans")(cli_plans.check_plans)
 app.command("site")(site)
 app.command("simulate")(simulate)

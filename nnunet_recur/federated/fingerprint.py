@@ -12,8 +12,10 @@ cropping, the median relative size after cropping, and per channel the mean, std
 Merging: the lists are concatenated (so the spacing and shape statistics equal the union's exactly); mean,
 std, min and max are exact (pooled moments weighted by sample counts, i.e. by cases as nnU-Net samples the
 same number per case); median and percentiles invert the count-weighted mixture of the sites' quantile
-sketches, exact up to the sketch's resolution: within 0.2 % of the 0.5-99.5 percentile range on the
-distributions of the tests (stated in docs/federated.md). nnU-Net samples voxels at random, so even a
+sketches, exact up to the sketch's resolution: within 0.2 % of the 0.5-99.5 percentile range for continuous
+intensities, within one intensity unit for integer-valued images such as CT in HU, where the union's CDF
+steps and the sketch interpolates (stated in docs/federated.md, tested end to end in
+tests/test_federated_planning.py). nnU-Net samples voxels at random, so even a
 central fingerprint differs from run to run by more than this.
 """
 
