@@ -109,7 +109,7 @@ def _reap(pids: list[int], grace_s: float) -> None:
 
 
 @contextlib.contextmanager
-def ray_processes_ended(grace_s: float = 2.0):
+def ray_processes_ended(grace_s: float = 0.5):
     """Around a Ray run: afterwards, end the Ray processes it orphaned (Linux; elsewhere: Ray's shutdown)."""
     if not sys.platform.startswith("linux"):
         yield
