@@ -276,7 +276,7 @@ def simulate(
     """A one-machine federated study on Flower's simulation engine (Ray): one simulated SuperNode per site.
 
     The ServerApp and ClientApp are the deployment's (same rounds, FedAvg, local training); each site trains
-    on its own folder, on the CPU, one Ray actor per site and core. Needs flwr[simulation] (the
+    on its own folder, on the CPU, one Ray actor per site and core. Needs flwr\\[simulation] (the
     \\[federated] extra). docs/federated.md compares it with the deployment engine.
 
     Example: recur federated simulate fed --site A=pre/SITE_A --site B=pre/SITE_B --rounds 20
