@@ -2,13 +2,21 @@
 SuperNode authentication on (certificates and node keys made here), 2 rounds x 1 epoch of nnUNetTrainerRecur
 on a tiny 2-site cohort. One SuperNode is killed during round 2; the round completes with the other site,
 and the best round's model folder predicts with the stock `nnUNetv2_predict`. Every process is stopped by
-`run_federation`, whatever happens."""
+`run_federation`, whatever happens.
+
+Then Flower's simulation engine (Ray) runs round 1 on the same cohort with the same seed through
+`recur federated simulate`, and its global weights after round 1 must equal the deployment's bit for bit
+(both tests pin the sites' torch threads to 1: see docs/federated.md). The two tests share the cohort, so
+the comparison costs one simulated round, not a second deployment; run them together (the second skips
+without the first's round-1 weights)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +29,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 import federated_cohort  # noqa: E402
 
 from nnunet_recur.federated import deployment, rounds  # noqa: E402
+from nnunet_recur.federated import model_folder as models  # noqa: E402
+from nnunet_recur.federated.simulation import is_ray_command  # noqa: E402
 
 #: A narrower network than the planned one (every site gets the same shared plans, so this is legitimate):
 #: keeps a CPU round at a few seconds.
 TINY_FEATURES = [4, 8, 16, 32]
+#: torch's intra-op threads per ClientApp. Ray gives each simulated site OMP_NUM_THREADS = its 1 CPU; a
+#: SuperNode's ClientApp would use every core, and 2 threads vs 1 changes the round-1 weights by ~3e-4.
+SITE_THREADS = "1"
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +51,8 @@ def cohort(tmp_path_factory) -> dict:
     return info
 
 
-def test_tls_deployment_survives_a_killed_site_and_its_model_predicts(cohort):
+def test_tls_deployment_survives_a_killed_site_and_its_model_predicts(cohort, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", SITE_THREADS)  # the SuperNodes inherit it (see SITE_THREADS)
     federation = cohort["root"] / "federation"
     settings = rounds.Settings(
         rounds=2,
@@ -135,3 +149,63 @@ def test_tls_deployment_survives_a_killed_site_and_its_model_predicts(cohort):
     predicted = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "FED_006.nii.gz")))
     reference = sitk.GetArrayFromImage(sitk.ReadImage(str(cohort["labels_ts"] / "FED_006.nii.gz")))
     assert predicted.shape == reference.shape and set(np.unique(predicted)) <= {0, 1}
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid -> (process group, command line) of every process (Linux /proc)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                group = int(stat[stat.rindex(")") + 2 :].split()[2])
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except (OSError, ValueError, IndexError):
+                continue
+            found[int(entry.name)] = (group, command)
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find leftover processes")
+def test_the_simulation_engine_gives_the_deployments_round_1_weights(cohort):
+    pytest.importorskip("ray")
+    deployed = cohort["root"] / "federation" / "rounds" / "global_round_001.npz"  # kept: the run had 2 rounds
+    if not deployed.is_file():
+        pytest.skip("needs the round-1 weights of the deployment test above (run the whole module)")
+    federation = cohort["root"] / "simulation"
+    sites = [f"--site={name}={folder}" for name, folder in cohort["sites"].items()]
+    ray_before = {pid for pid, (_, command) in _processes().items() if is_ray_command(command)}
+    env = dict(os.environ, OMP_NUM_THREADS=SITE_THREADS)
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "recur"), "federated", "simulate", str(federation), *sites,
+         "--rounds", "1", "--local-epochs", "1", "--seed", "0", "--min-sites", "2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        output, _ = process.communicate(timeout=400)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, 9)
+            process.wait()
+    seconds = time.monotonic() - started
+    assert process.returncode == 0, output[-4000:]
+    assert "ClientAppActor" in output  # the sites ran in Ray actors
+    # nothing of the run is left: no process in its group, no new raylet, gcs_server or ray:: worker
+    left = {pid: cmd for pid, (group, cmd) in _processes().items() if group == process.pid}
+    assert not left, left
+    ray_after = {pid: cmd for pid, (_, cmd) in _processes().items() if is_ray_command(cmd)}
+    assert not set(ray_after) - ray_before, ray_after
+
+    state = rounds.read_state(federation)
+    assert state["finished"] and state["rounds_done"] == 1
+    assert state["history"][0]["n_cases"] == {"SITE_A": 2, "SITE_B": 1}
+    simulated = models.load_weights(federation / "rounds" / "global_round_001.npz")
+    reference = models.load_weights(deployed)
+    assert set(simulated) == set(reference)
+    different = [k for k in reference if not np.array_equal(simulated[k], reference[k])]
+    assert not different, (
+        different[:5],
+        max(float(np.abs(simulated[k] - reference[k]).max()) for k in different),
+    )
+    print(f"simulation engine: 1 round x 1 epoch, 2 sites, {seconds:.1f} s")

@@ -6,6 +6,10 @@ numbers of cases, train loss, validation Dice and loss) and the ConfigRecord "si
 
 A SuperNode describes its site with ``--node-config 'site-name="A" data="/path/preprocessed/Dataset..."
 work="/path/work"'``; the ServerApp reads the federation folder from the run config ``federation-dir``.
+
+Flower's simulation engine (simulation.py) runs the same handlers: `simulation_apps` wraps them in a ServerApp
+and a ClientApp that know the federation folder and the site table, since a simulated SuperNode's
+node_config holds only its ``partition-id`` (the site's index in that table).
 """
 
 from __future__ import annotations
@@ -54,12 +58,12 @@ def site_reply(site: str, result, kind: str) -> RecordDict:
     return RecordDict(content)
 
 
-def _site_round(msg: Message, context: Context, kind: str) -> Message:
+def _site_round(msg: Message, node, node_id: int, kind: str) -> Message:
+    """One message at one site; `node` describes the site (site-name, data, work, device)."""
     from nnunet_recur.federated.local_training import run_round
     from nnunet_recur.federated.shared_plans import require_shared_plans
 
-    node = context.node_config
-    site = str(node.get("site-name", f"node {context.node_id}"))
+    site = str(node.get("site-name", f"node {node_id}"))
     data = Path(str(node["data"]))
     work = Path(str(node.get("work", data.parent / f"federated_work_{site}")))
     config = msg.content["config"]
@@ -84,12 +88,12 @@ client_app = ClientApp()
 
 @client_app.train()
 def site_train(msg: Message, context: Context) -> Message:
-    return _site_round(msg, context, "train")
+    return _site_round(msg, context.node_config, context.node_id, "train")
 
 
 @client_app.evaluate()
 def site_evaluate(msg: Message, context: Context) -> Message:
-    return _site_round(msg, context, "evaluate")
+    return _site_round(msg, context.node_config, context.node_id, "evaluate")
 
 
 # ---------------------------------------------------------------------------------------------- server
@@ -157,12 +161,47 @@ class GridTransport:
 server_app = ServerApp()
 
 
-@server_app.main()
-def federation_main(grid: Grid, context: Context) -> None:
-    folder = Path(str(context.run_config["federation-dir"]))
-    resume = bool(context.run_config.get("resume", False))
+def _serve(grid: Grid, folder: Path, resume: bool) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s federation: %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
-    rounds.Federation(folder).run(GridTransport(grid), resume=resume)
+    try:
+        rounds.Federation(folder).run(GridTransport(grid), resume=resume)
+    finally:
+        log.removeHandler(handler)
+
+
+@server_app.main()
+def federation_main(grid: Grid, context: Context) -> None:
+    folder = Path(str(context.run_config["federation-dir"]))
+    _serve(grid, folder, bool(context.run_config.get("resume", False)))
+
+
+# ------------------------------------------------------------------------------------------ simulation
+def simulation_apps(federation_dir: Path, sites: list[dict], resume: bool) -> tuple[ServerApp, ClientApp]:
+    """The deployment's handlers for Flower's simulation engine: simulated SuperNode k is `sites[k]`
+    (a dict like a SuperNode's node_config: site-name, data, work, device)."""
+    folder = Path(federation_dir)
+    table = [dict(site) for site in sites]
+
+    def site_of(context: Context) -> dict:
+        return table[int(context.node_config["partition-id"])]
+
+    simulated_server = ServerApp()
+
+    @simulated_server.main()
+    def simulated_federation(grid: Grid, context: Context) -> None:
+        _serve(grid, folder, resume)
+
+    simulated_client = ClientApp()
+
+    @simulated_client.train()
+    def simulated_train(msg: Message, context: Context) -> Message:
+        return _site_round(msg, site_of(context), context.node_id, "train")
+
+    @simulated_client.evaluate()
+    def simulated_evaluate(msg: Message, context: Context) -> Message:
+        return _site_round(msg, site_of(context), context.node_id, "evaluate")
+
+    return simulated_server, simulated_client

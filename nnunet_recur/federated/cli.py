@@ -1,7 +1,8 @@
-"""`recur federated server|site|simulate`: Flower's deployment engine around the paper's trainer.
+"""`recur federated server|site|simulate`: Flower's deployment and simulation engines, the paper's trainer.
 
 The commands parse options and start processes; the work is in rounds.py (server loop), local_training.py
-(a site's round) and deployment.py (SuperLink, SuperNodes, `flwr run`). Flower is imported on use only,
+(a site's round), deployment.py (SuperLink, SuperNodes, `flwr run`) and simulation.py (Flower's simulation
+engine on Ray). Flower is imported on use only,
 so `recur --help` works without the `[federated]` extra. docs/federated.md describes the workflows.
 """
 
@@ -273,16 +274,21 @@ def simulate(
         help="an nnU-Net checkpoint (e.g. pre-trained on HECKTOR) to start from; with the fine-tune trainer",
     ),
 ) -> None:
-    """A one-machine federated study: a SuperLink and one SuperNode per site on 127.0.0.1 (no TLS).
+    """A one-machine federated study on Flower's simulation engine (Ray): one simulated SuperNode per site.
 
-    Runs Flower's deployment engine locally (its Ray-based simulation engine is not used: see
-    docs/federated.md); each site trains on its own folder, exactly as in a real deployment.
+    The ServerApp and ClientApp are the deployment's (same rounds, FedAvg, local training); each site trains
+    on its own folder, on the CPU, one Ray actor per site and core. Needs flwr\\[simulation] (the
+    \\[federated] extra). docs/federated.md compares it with the deployment engine.
 
     Example: recur federated simulate fed --site A=pre/SITE_A --site B=pre/SITE_B --rounds 20
     """
     _require_flower()
+    import importlib.util
+
     from nnunet_recur.federated import deployment
 
+    if importlib.util.find_spec("ray") is None:
+        _fail("Flower's simulation engine needs Ray: pip install 'nnunet-recur[federated]'")
     local = []
     for spec in site_specs:
         name, sep, folder = spec.partition("=")
@@ -297,8 +303,10 @@ def simulate(
         start=initial_weights,
     )  # fmt: skip
     _prepare(federation, plans, dataset_json, settings, resume)
+    from nnunet_recur.federated.simulation import run_simulation
+
     try:
-        state = deployment.run_federation(federation, local, None, resume=resume)
+        state = run_simulation(federation, local, resume=resume)
     except (RuntimeError, TimeoutError, OSError) as exc:
         _fail(str(exc), FAILED_CASES)
     _report(state, federation)
