@@ -280,3 +280,33 @@ def test_initial_weights_from_a_pretrained_checkpoint_must_fit_the_shared_networ
     torch.save({"network_weights": {"w": torch.ones(3, 3)}}, bad)
     with pytest.raises(ValueError, match="other.pth: does not fit the shared plans' network"):
         checkpoint_weights(bad, reference)
+
+
+def test_every_round_trains_under_its_own_seed(tmp_path):
+    """Regression: every round re-seeded the site's trainer with fold 0's seed, and the trainer's case order and
+    flips are functions of (seed, epoch) with the epoch restarting at each round, so every round replayed the
+    same batches. The server now sends its seed with the round number; the site trains under round_seed."""
+    from nnunet_recur.federated.local_training import round_seed
+    from nnunet_recur.trainers.sampling import epoch_permutation
+
+    plans = {"dataset_name": "Dataset1_X", "configurations": {"3d_recur": {}}}
+    settings = rounds.Settings(rounds=3, min_sites=1, expected_sites=1, wait_for_sites_s=1.0, seed=7)
+    rounds.prepare_federation(tmp_path, plans, {"labels": {"background": 0, "relapse": 1}}, settings, False)
+    from nnunet_recur.federated import model_folder  # start from saved round-0 weights (no network needed)
+
+    model_folder.save_weights(tmp_path / "rounds" / "global_round_000.npz", {"w": np.zeros(2, np.float32)})
+    (tmp_path / "state.json").write_text(json.dumps(rounds.Federation(tmp_path)._new_state()))
+    configs = []
+
+    class Recording(ArithmeticSites):
+        def exchange(self, kind, nodes, weights, config, settings):
+            configs.append(dict(config))
+            return super().exchange(kind, nodes, weights, config, settings)
+
+    rounds.Federation(tmp_path).run(Recording({1: "A"}, {1: 0.5}), resume=True)
+    train = [c for c in configs if c["server-round"] and c.get("local-epochs")]
+    seeds = [round_seed(c["seed"], c["server-round"]) for c in train]
+    assert [c["server-round"] for c in train] == [1, 2, 3] and len(set(seeds)) == 3
+    assert seeds == [round_seed(7, r) for r in (1, 2, 3)]  # a function of (federation seed, round) only
+    orders = {tuple(epoch_permutation(6, 0, s)) for s in seeds}  # each round's first-epoch case order
+    assert len(orders) == 3

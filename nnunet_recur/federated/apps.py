@@ -60,7 +60,7 @@ def site_reply(site: str, result, kind: str) -> RecordDict:
 
 def _site_round(msg: Message, node, node_id: int, kind: str) -> Message:
     """One message at one site; `node` describes the site (site-name, data, work, device)."""
-    from nnunet_recur.federated.local_training import run_round
+    from nnunet_recur.federated.local_training import round_seed, run_round
     from nnunet_recur.federated.shared_plans import require_shared_plans
 
     site = str(node.get("site-name", f"node {node_id}"))
@@ -79,6 +79,7 @@ def _site_round(msg: Message, node, node_id: int, kind: str) -> Message:
         epochs,
         float(config["proximal-mu"]),
         str(node.get("device", "cpu")),
+        seed=round_seed(int(config["seed"]), int(config["server-round"])),
     )
     return Message(site_reply(site, result, kind), reply_to=msg)
 

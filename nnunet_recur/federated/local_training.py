@@ -10,6 +10,10 @@ weights after the last epoch are returned (not the best local epoch: the server 
 FedProx (Li et al. 2020): with mu > 0 every gradient gets mu (w - w_global) added, the gradient of the
 proximal term mu/2 ||w - w_global||^2, which keeps a site's update near the global model.
 
+Each round trains under its own seed (:func:`round_seed` of the federation's seed and the round number):
+the trainer's case order and flips are functions of (seed, epoch), and the epoch count restarts at every
+round, so one seed for all rounds would replay the same batches and flips round after round.
+
 Nothing but the weights, the case counts and the named metrics leaves this module (see `RoundResult`).
 """
 
@@ -73,6 +77,12 @@ def prepare_site_folders(data: Path, work: Path, plans: dict) -> None:
     os.environ.setdefault("nnUNet_raw", str(work / "nnUNet_raw"))
     os.environ.setdefault("nnUNet_n_proc_DA", "0")
     os.environ.setdefault("nnUNet_compile", "false")
+
+
+def round_seed(federation_seed: int, round_number: int) -> int:
+    """The training seed of one round: a function of (federation seed, round) only, so every site, engine
+    and rerun of that round draws the same way, and no two rounds draw alike."""
+    return int(np.random.SeedSequence([int(federation_seed), int(round_number)]).generate_state(1)[0])
 
 
 def _trainer(
@@ -143,11 +153,15 @@ def run_round(
     epochs: int,
     proximal_mu: float = 0.0,
     device: str = "cpu",
+    seed: int | None = None,
 ) -> RoundResult:
-    """Validate `weights` on the site's validation cases, then (epochs > 0) train them for `epochs` epochs."""
+    """Validate `weights` on the site's validation cases, then (epochs > 0) train them for `epochs` epochs
+    under `seed` (the round's, :func:`round_seed`; None keeps the trainer's own seed of fold 0)."""
     from nnunet_recur.trainers.checkpoints import unwrap_network
 
     trainer = _trainer(data, work, plans, trainer_name, epochs, proximal_mu, device)
+    if seed is not None:
+        trainer.seed = int(seed)  # initialize() seeds every generator from it; the loader's order too
     trainer.initialize()
     _load(trainer, weights)
     trainer.on_train_start()

@@ -162,6 +162,7 @@ class Federation:
             "server-round": round_number,
             "local-epochs": epochs,
             "proximal-mu": float(self.settings.proximal_mu),
+            "seed": int(self.settings.seed),  # with server-round: the round's training seed at every site
             "trainer": self.settings.trainer,
             "plans-sha256": self.plans_sha256,
         }
