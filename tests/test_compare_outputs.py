@@ -1,0 +1,78 @@
+"""scripts/compare_outputs.py: a real difference is found, the documented volatile things are not."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_outputs.py"
+
+
+@pytest.fixture(scope="module")
+def tool():
+    spec = importlib.util.spec_from_file_location("compare_outputs", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_folder(root: Path, *, pid: int, seconds: float, dice: str, log: str) -> Path:
+    """A small run folder that names itself, as the demo's journal and job specs do."""
+    (root / "jobs").mkdir(parents=True)
+    (root / "logs").mkdir()
+    journal = {"job_id": str(pid), "started": 1e9 + seconds, "seconds": seconds, "spec": f"{root}/jobs"}
+    (root / "journal.json").write_text(json.dumps(journal, indent=1))
+    result = {"rc": 0, "node": f"host{pid}", "dice": 0.5}
+    (root / "jobs" / "result.json").write_text(json.dumps(result, indent=1))
+    (root / "timing.csv").write_text(f"case,dice,seconds\nA,0.5,{seconds}\n")
+    (root / "report.md").write_text(
+        f"# Report\n\nwritten 2026-12-07T19:{pid % 60:02d}:33Z\n\n| case | Dice | seconds |\n|---|---|---|\n"
+        f"| A | {dice} | {seconds} |\n"
+    )
+    (root / "image.bin").write_bytes(bytes(range(64)))
+    (root / "logs" / "run.log").write_text(f"pid {pid} took {seconds} s\n")
+    (root / "training_log_2026_12_7_19_00_00.txt").write_text(log)
+    return root
+
+
+def test_volatile_things_are_masked_and_a_real_difference_is_found(tool, tmp_path):
+    left = _run_folder(tmp_path / "a", pid=101, seconds=1.25, dice="0.50", log="epoch 0 took 3 s\n")
+    right = _run_folder(tmp_path / "b", pid=202, seconds=9.5, dice="0.50", log="epoch 0 took 4 s\n")
+    report_path = tmp_path / "report.json"
+    assert tool.main([str(left), str(right), "--report", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["identical"] == ["image.bin"]
+    masked = ["jobs/result.json", "journal.json", "report.md", "timing.csv"]
+    assert report["identical_after_masking"] == masked
+    assert report["skipped"] == ["logs/run.log", "training_log_2026_12_7_19_00_00.txt"]
+    assert report["equal"] is True
+
+    # A real change in a Markdown cell, a JSON value, a binary file and a JSON layout, and a file on one side.
+    (right / "report.md").write_text((right / "report.md").read_text().replace("| 0.50 |", "| 0.51 |"))
+    (right / "jobs" / "result.json").write_text(json.dumps({"rc": 0, "node": "x", "dice": 0.5}, indent=2))
+    (right / "image.bin").write_bytes(bytes(range(1, 65)))
+    (right / "extra.json").write_text("{}")
+    (left / "timing.csv").write_text("case,dice,seconds\nA,0.49,1.25\n")
+    assert tool.main([str(left), str(right), "--report", str(report_path)]) == 1
+    report = json.loads(report_path.read_text())
+    assert report["differing"] == ["image.bin", "jobs/result.json", "report.md", "timing.csv"]
+    assert report["only_right"] == ["extra.json"]
+    assert report["identical_after_masking"] == ["journal.json"]
+    assert report["equal"] is False
+
+
+def test_alias_masks_the_two_source_checkouts_and_nothing_more(tool, tmp_path):
+    left, right = tmp_path / "a", tmp_path / "b"
+    left.mkdir(), right.mkdir()
+    (left / "spec.json").write_text('{"cwd": "/src/one", "extTrainer": "/src/one/ext"}')
+    (right / "spec.json").write_text('{"cwd": "/src/two", "extTrainer": "/src/two/ext"}')
+    assert tool.compare(left, right)["differing"] == ["spec.json"]
+    assert tool.compare(left, right, [("/src/one", "/src/two")])["identical_after_masking"] == ["spec.json"]
+
+
+def test_missing_folder_is_bad_input(tool, tmp_path, capsys):
+    assert tool.main([str(tmp_path / "nope"), str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nope'}: not a folder"
