@@ -7,9 +7,10 @@ are few on purpose: every masked byte is a byte the check cannot see.
 
 Ignore rules (nothing else is ignored):
 
-1. Log files are skipped (listed as "skipped", not compared): names ending in ``.log`` and nnU-Net's
-   ``training_log_*.txt`` (a wall-clock timestamp and epoch durations on every line).
-2. In text reports (``.json``, ``.csv``, ``.md``) before comparing:
+1. Log and lock files are skipped (listed as "skipped", not compared): names ending in ``.log``,
+   nnU-Net's ``training_log_*.txt`` (a wall-clock timestamp and epoch durations on every line) and
+   ``.lock`` files (they hold the pid of the process that held them).
+2. In text reports (``.json``, ``.csv``, ``.md``, ``.html``) before comparing:
    a. each side's own folder (the path given and its resolved form) becomes ``<RUN>``; extra pairs of
       absolute paths given with ``--alias LEFT RIGHT`` (e.g. the two source checkouts the runs used) become
       ``<ALIAS1>``, ``<ALIAS2>``, ...;
@@ -19,12 +20,19 @@ Ignore rules (nothing else is ignored):
       process ids, host names) becomes ``"<VOLATILE>"`` when the value is a number, a string or null;
    d. in a CSV file or a Markdown table, the cells of a column whose header is one of ``VOLATILE_KEYS``
       become ``<VOLATILE>``.
+   (c and d do not apply to HTML: only paths and date-times are masked there.)
    The masked texts must then be identical byte for byte; layout (indent, key order, final newline,
    quoting) is compared, not normalised.
 
 Every other file (images, NIfTI, DICOM, PNG, checkpoints, ...) is compared by sha256 only.
 
-Usage: ``python scripts/compare_outputs.py LEFT RIGHT [--alias L R]... [--report report.json]``.
+Run-to-run noise: some outputs differ between two runs of the *same* code (DICOM UIDs and content times,
+anything downstream of nondeterministic training). ``--noise REPORT`` takes the JSON report of such a
+pair (the base run against a rerun of it): files that differed there are listed as ``differing_noise``
+instead of ``differing`` and do not fail the comparison. A change hidden in such a file is not seen, so
+the noise list belongs in the record of the check, file by file, with its cause.
+
+Usage: ``python scripts/compare_outputs.py LEFT RIGHT [--alias L R]... [--noise R.json] [--report R.json]``.
 Exit 0 when the folders are equal under these rules, 1 when anything differs or is only in one folder,
 2 for bad input (a folder that does not exist). The JSON report lists identical / differing / only-left /
 only-right / skipped relative paths, the counts and the rules used.
@@ -36,6 +44,7 @@ import argparse
 import csv
 import hashlib
 import io
+import json
 import re
 import sys
 from pathlib import Path
@@ -72,7 +81,7 @@ VOLATILE_KEYS = frozenset(
         "hostname",
     }
 )
-TEXT_SUFFIXES = (".json", ".csv", ".md")
+TEXT_SUFFIXES = (".json", ".csv", ".md", ".html")
 ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?")
 _KEY_ALT = "|".join(sorted(map(re.escape, VOLATILE_KEYS)))
 JSON_VOLATILE = re.compile(
@@ -82,9 +91,9 @@ MASK = "<VOLATILE>"
 
 
 def is_skipped(rel: str) -> bool:
-    """Rule 1: log files are not compared."""
+    """Rule 1: log and lock files are not compared."""
     name = rel.rsplit("/", 1)[-1]
-    return name.endswith(".log") or (name.startswith("training_log_") and name.endswith(".txt"))
+    return name.endswith((".log", ".lock")) or (name.startswith("training_log_") and name.endswith(".txt"))
 
 
 def sha256(path: Path) -> str:
@@ -141,7 +150,9 @@ def masked_text(data: bytes, suffix: str, roots: list[tuple[str, str]]) -> str:
         return JSON_VOLATILE.sub(rf'\1"{MASK}"', text)
     if suffix == ".csv":
         return _mask_csv(text)
-    return _mask_markdown_tables(text)
+    if suffix == ".md":
+        return _mask_markdown_tables(text)
+    return text
 
 
 def _roots(folder: Path, given: str, aliases: list[str]) -> list[tuple[str, str]]:
@@ -156,12 +167,21 @@ def _files(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
 
 
-def compare(left: Path, right: Path, aliases: list[tuple[str, str]] = ()) -> dict:
-    """The comparison of two folders under the module's rules, as the JSON report holds it."""
+def compare(
+    left: Path, right: Path, aliases: list[tuple[str, str]] = (), noise: set[str] = frozenset()
+) -> dict:
+    """The comparison of two folders under the module's rules, as the JSON report holds it; `noise` holds
+    the relative paths known to differ between two runs of the same code."""
     left_roots = _roots(left, str(left), [a for a, _ in aliases])
     right_roots = _roots(right, str(right), [b for _, b in aliases])
     left_files, right_files = _files(left), _files(right)
-    report: dict = {"identical": [], "identical_after_masking": [], "differing": [], "skipped": []}
+    report: dict = {
+        "identical": [],
+        "identical_after_masking": [],
+        "differing": [],
+        "differing_noise": [],
+        "skipped": [],
+    }
     for rel in sorted(left_files & right_files):
         if is_skipped(rel):
             report["skipped"].append(rel)
@@ -176,17 +196,18 @@ def compare(left: Path, right: Path, aliases: list[tuple[str, str]] = ()) -> dic
         ):
             report["identical_after_masking"].append(rel)
         else:
-            report["differing"].append(rel)
+            report["differing_noise" if rel in noise else "differing"].append(rel)
     report["only_left"] = sorted(f for f in left_files - right_files if not is_skipped(f))
     report["only_right"] = sorted(f for f in right_files - left_files if not is_skipped(f))
     report["counts"] = {key: len(value) for key, value in report.items()}
     report["equal"] = not (report["differing"] or report["only_left"] or report["only_right"])
     report["left"], report["right"] = str(left), str(right)
     report["rules"] = {
-        "skipped_files": "*.log, training_log_*.txt",
+        "skipped_files": "*.log, *.lock, training_log_*.txt",
         "masked_in": list(TEXT_SUFFIXES),
         "volatile_keys": sorted(VOLATILE_KEYS),
         "aliases": [list(pair) for pair in aliases],
+        "noise_files": len(noise),
     }
     return report
 
@@ -203,19 +224,32 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("LEFT", "RIGHT"),
         help="two absolute paths that play the same part in each run (e.g. the source checkouts)",
     )
+    parser.add_argument(
+        "--noise",
+        type=Path,
+        help="JSON report of two runs of the same code: files that differed there are run-to-run noise",
+    )
     parser.add_argument("--report", type=Path, help="where to write the JSON report")
     args = parser.parse_args(argv)
     for folder in (args.left, args.right):
         if not folder.is_dir():
             print(f"error: {folder}: not a folder", file=sys.stderr)
             return BAD_INPUT
-    report = compare(args.left, args.right, [tuple(pair) for pair in args.alias])
+    noise: set[str] = set()
+    if args.noise:
+        try:
+            noise = set(json.loads(args.noise.read_text())["differing"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"error: {args.noise}: not a compare_outputs report ({exc})", file=sys.stderr)
+            return BAD_INPUT
+    report = compare(args.left, args.right, [tuple(pair) for pair in args.alias], noise)
     if args.report:
         write_json_atomic(args.report, report)
     counts = report["counts"]
     print(
         f"identical {counts['identical']}, identical after masking {counts['identical_after_masking']}, "
-        f"differing {counts['differing']}, only left {counts['only_left']}, "
+        f"differing {counts['differing']} (+ {counts['differing_noise']} run-to-run noise), "
+        f"only left {counts['only_left']}, "
         f"only right {counts['only_right']}, skipped {counts['skipped']}"
     )
     for key in ("differing", "only_left", "only_right"):

@@ -34,6 +34,8 @@ def _run_folder(root: Path, *, pid: int, seconds: float, dice: str, log: str) ->
     )
     (root / "image.bin").write_bytes(bytes(range(64)))
     (root / "logs" / "run.log").write_text(f"pid {pid} took {seconds} s\n")
+    (root / ".journal.lock").write_text(f"recur demo (pid {pid})")
+    (root / "report.html").write_text(f"<p>{root}: 2026-12-07T19:{pid % 60:02d}:33</p>")
     (root / "training_log_2026_12_7_19_00_00.txt").write_text(log)
     return root
 
@@ -45,9 +47,9 @@ def test_volatile_things_are_masked_and_a_real_difference_is_found(tool, tmp_pat
     assert tool.main([str(left), str(right), "--report", str(report_path)]) == 0
     report = json.loads(report_path.read_text())
     assert report["identical"] == ["image.bin"]
-    masked = ["jobs/result.json", "journal.json", "report.md", "timing.csv"]
+    masked = ["jobs/result.json", "journal.json", "report.html", "report.md", "timing.csv"]
     assert report["identical_after_masking"] == masked
-    assert report["skipped"] == ["logs/run.log", "training_log_2026_12_7_19_00_00.txt"]
+    assert report["skipped"] == [".journal.lock", "logs/run.log", "training_log_2026_12_7_19_00_00.txt"]
     assert report["equal"] is True
 
     # A real change in a Markdown cell, a JSON value, a binary file and a JSON layout, and a file on one side.
@@ -60,8 +62,29 @@ def test_volatile_things_are_masked_and_a_real_difference_is_found(tool, tmp_pat
     report = json.loads(report_path.read_text())
     assert report["differing"] == ["image.bin", "jobs/result.json", "report.md", "timing.csv"]
     assert report["only_right"] == ["extra.json"]
-    assert report["identical_after_masking"] == ["journal.json"]
+    assert report["identical_after_masking"] == ["journal.json", "report.html"]
     assert report["equal"] is False
+
+    # The same differences, with two of the files known to differ between runs of the same code.
+    noise_path = tmp_path / "noise.json"
+    noise_path.write_text(json.dumps({"differing": ["image.bin", "timing.csv"]}))
+    assert tool.main([str(left), str(right), "--noise", str(noise_path), "--report", str(report_path)]) == 1
+    report = json.loads(report_path.read_text())
+    assert report["differing"] == ["jobs/result.json", "report.md"]
+    assert report["differing_noise"] == ["image.bin", "timing.csv"]
+
+
+def test_files_that_differ_only_as_run_to_run_noise_pass(tool, tmp_path):
+    left, right = tmp_path / "a", tmp_path / "b"
+    for folder, byte in ((left, b"\x01"), (right, b"\x02")):
+        (folder / "pred").mkdir(parents=True)
+        (folder / "pred" / "seg.dcm").write_bytes(b"DICM" + byte)
+        (folder / "same.nii.gz").write_bytes(b"\x1f\x8b same")
+    noise_path = tmp_path / "noise.json"
+    noise_path.write_text(json.dumps({"differing": ["pred/seg.dcm"]}))
+    assert tool.main([str(left), str(right)]) == 1
+    assert tool.main([str(left), str(right), "--noise", str(noise_path)]) == 0
+    assert tool.compare(left, right, noise={"pred/seg.dcm"})["identical"] == ["same.nii.gz"]
 
 
 def test_alias_masks_the_two_source_checkouts_and_nothing_more(tool, tmp_path):
