@@ -15,9 +15,13 @@ Ignore rules (nothing else is ignored):
       absolute paths given with ``--alias LEFT RIGHT`` (e.g. the two source checkouts the runs used) become
       ``<ALIAS1>``, ``<ALIAS2>``, ...;
    b. ISO-8601 date-times (``2026-12-07T19:39:33``, optional fraction and zone; a space for the ``T``
-      too) become ``<TIME>``;
+      too) and the date-time in nnU-Net's log file name (``training_log_2026_12_7_19_41_34``) become
+      ``<TIME>``; the memory address in a Python object's repr (``<... object at 0x7f53c64a7d90>``,
+      nnU-Net's debug.json) becomes ``0x<ADDR>``;
    c. the value of a JSON member whose key is one of ``VOLATILE_KEYS`` (wall-clock stamps, durations,
-      process ids, host names) becomes ``"<VOLATILE>"`` when the value is a number, a string or null;
+      process ids, host names, the git commit of the code that ran, and the converter's input
+      fingerprints, which hash each input file's absolute path and mtime) becomes ``"<VOLATILE>"`` when
+      the value is a number, a string, null or a flat object (``"timing_s": {...}``);
    d. in a CSV file or a Markdown table, the cells of a column whose header is one of ``VOLATILE_KEYS``
       become ``<VOLATILE>``.
    (c and d do not apply to HTML: only paths and date-times are masked there.)
@@ -73,20 +77,31 @@ VOLATILE_KEYS = frozenset(
         "wall_seconds",
         "elapsed",
         "duration",
+        "timing_s",
         # processes and hosts
         "pid",
         "job_id",
         "node",
         "host",
         "hostname",
+        # provenance: the commit of the code that ran (differs between any two commits by definition)
+        "git_commit",
+        # the converter's resume state: sha1 over each input file's absolute path, size and mtime
+        "fingerprint",
+        "output_key",
     }
 )
 TEXT_SUFFIXES = (".json", ".csv", ".md", ".html")
-ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?")
-_KEY_ALT = "|".join(sorted(map(re.escape, VOLATILE_KEYS)))
-JSON_VOLATILE = re.compile(
-    rf'("(?:{_KEY_ALT})"\s*:\s*)(?:"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|null|NaN|-?Infinity)'
+ISO_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
+    r"|(?<=training_log_)\d{4}(?:_\d{1,2}){5}"
 )
+OBJECT_ADDRESS = re.compile(r"(?<= object at )0x[0-9a-fA-F]+")
+_KEY_ALT = "|".join(sorted(map(re.escape, VOLATILE_KEYS)))
+_JSON_SCALAR_OR_FLAT_OBJECT = (
+    r'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|null|NaN|-?Infinity|\{[^{}]*\}'
+)
+JSON_VOLATILE = re.compile(rf'("(?:{_KEY_ALT})"\s*:\s*)(?:{_JSON_SCALAR_OR_FLAT_OBJECT})')
 MASK = "<VOLATILE>"
 
 
@@ -146,6 +161,7 @@ def masked_text(data: bytes, suffix: str, roots: list[tuple[str, str]]) -> str:
     for path, placeholder in sorted(roots, key=lambda r: -len(r[0])):  # longest first: nested paths
         text = text.replace(path, placeholder)
     text = ISO_TIME.sub("<TIME>", text)
+    text = OBJECT_ADDRESS.sub("0x<ADDR>", text)
     if suffix == ".json":
         return JSON_VOLATILE.sub(rf'\1"{MASK}"', text)
     if suffix == ".csv":

@@ -36,6 +36,13 @@ def _run_folder(root: Path, *, pid: int, seconds: float, dice: str, log: str) ->
     (root / "logs" / "run.log").write_text(f"pid {pid} took {seconds} s\n")
     (root / ".journal.lock").write_text(f"recur demo (pid {pid})")
     (root / "report.html").write_text(f"<p>{root}: 2026-12-07T19:{pid % 60:02d}:33</p>")
+    debug = {  # nnU-Net's debug.json: object reprs and the log name carry an address and a time
+        "logger": f"<MetaLogger object at 0x7f53c{pid:05x}>",
+        "log_file": f"{root}/training_log_2026_12_7_19_{pid % 60}_34.txt",
+        "git_commit": f"{pid:040x}",
+        "timing_s": {"prepare": seconds, "total": 2 * seconds},
+    }
+    (root / "debug.json").write_text(json.dumps(debug, indent=4))
     (root / "training_log_2026_12_7_19_00_00.txt").write_text(log)
     return root
 
@@ -47,7 +54,7 @@ def test_volatile_things_are_masked_and_a_real_difference_is_found(tool, tmp_pat
     assert tool.main([str(left), str(right), "--report", str(report_path)]) == 0
     report = json.loads(report_path.read_text())
     assert report["identical"] == ["image.bin"]
-    masked = ["jobs/result.json", "journal.json", "report.html", "report.md", "timing.csv"]
+    masked = ["debug.json", "jobs/result.json", "journal.json", "report.html", "report.md", "timing.csv"]
     assert report["identical_after_masking"] == masked
     assert report["skipped"] == [".journal.lock", "logs/run.log", "training_log_2026_12_7_19_00_00.txt"]
     assert report["equal"] is True
@@ -62,7 +69,7 @@ def test_volatile_things_are_masked_and_a_real_difference_is_found(tool, tmp_pat
     report = json.loads(report_path.read_text())
     assert report["differing"] == ["image.bin", "jobs/result.json", "report.md", "timing.csv"]
     assert report["only_right"] == ["extra.json"]
-    assert report["identical_after_masking"] == ["journal.json", "report.html"]
+    assert report["identical_after_masking"] == ["debug.json", "journal.json", "report.html"]
     assert report["equal"] is False
 
     # The same differences, with two of the files known to differ between runs of the same code.
