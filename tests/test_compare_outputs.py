@@ -106,3 +106,54 @@ def test_alias_masks_the_two_source_checkouts_and_nothing_more(tool, tmp_path):
 def test_missing_folder_is_bad_input(tool, tmp_path, capsys):
     assert tool.main([str(tmp_path / "nope"), str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nope'}: not a folder"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPT.with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _dicom(path: Path, uid: str, time: str, pixels: bytes) -> None:
+    from dicom_files import new_dataset
+
+    ds = new_dataset("SEG", "1.2.840.10008.5.1.4.1.1.66.4")
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = uid
+    ds.ContentTime, ds.BitsAllocated, ds.PixelData = time, 8, pixels
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_explain_differences_accepts_fresh_uids_and_times_but_not_other_changes(tool, tmp_path):
+    import torch
+
+    explain = _load("explain_differences")
+    left, right = tmp_path / "a", tmp_path / "b"
+    for folder, uid, time, stamp in ((left, "1.2.3.1", "194446", 1.0), (right, "1.2.3.2", "195418", 2.0)):
+        (folder / "fold_0").mkdir(parents=True)
+        _dicom(folder / "seg.dcm", uid, time, b"\x00\x01")
+        logging = {"epoch_end_timestamps": [stamp], "train_losses": [0.5]}
+        torch.save(
+            {"network_weights": {"w": torch.ones(2)}, "logging": logging},
+            folder / "fold_0" / "checkpoint_final.pth",
+        )
+        (folder / "fold_0" / "progress.png").write_bytes(b"png" + bytes([int(stamp)]))
+    report_path = tmp_path / "report.json"
+    assert tool.main([str(left), str(right), "--report", str(report_path)]) == 1
+    assert explain.main([str(report_path)]) == 0
+    files = explain.explain(json.loads(report_path.read_text()))
+    assert files["seg.dcm"]["differing"] == ["ContentTime", "MediaStorageSOPInstanceUID", "SOPInstanceUID"]
+    assert files["fold_0/progress.png"]["explained"] is True
+
+    # Real changes: the pixels of the DICOM object, one weight of the checkpoint.
+    _dicom(right / "seg.dcm", "1.2.3.2", "195418", b"\x00\x02")
+    ckpt = right / "fold_0" / "checkpoint_final.pth"
+    torch.save(
+        {"network_weights": {"w": torch.tensor([1.0, 1.5])}, "logging": torch.load(ckpt)["logging"]}, ckpt
+    )
+    assert tool.main([str(left), str(right), "--report", str(report_path)]) == 1
+    assert explain.main([str(report_path)]) == 1
+    files = explain.explain(json.loads(report_path.read_text()))
+    assert files["seg.dcm"]["unexpected"] == ["PixelData"]
+    assert files["fold_0/checkpoint_final.pth"]["unexpected"] == ["/network_weights/w"]
+    assert files["fold_0/progress.png"]["explained"] is False
