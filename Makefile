@@ -4,6 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Two pytest workers, each taking whole test files (module fixtures such as the Slurm cluster stay in one
+# process), handed out in the collection order of tests/conftest.py (the longest files first); the
+# end-to-end tests spend much of their time in subprocess start-up and imports, so two workers on two
+# cores cut the wall time. TEST_WORKERS= runs the suite in one process.
+TEST_WORKERS ?= -n 2 --dist loadfile --no-loadscope-reorder
 
 .PHONY: help venv test lint format demo bench clean
 
@@ -32,7 +37,7 @@ format: venv
 	$(BIN)/ruff check --fix .
 
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(TEST_WORKERS) $(PYTEST_ARGS)
 
 demo: venv
 	$(BIN)/recur demo

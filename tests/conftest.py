@@ -12,6 +12,26 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
+# The longest test files, longest first (seconds on the development machine, fresh clone, one process).
+# `make test` runs two pytest-xdist workers that take whole files in collection order; starting the long
+# files first keeps both workers busy to the end instead of leaving one file of minutes running alone.
+LONGEST_FIRST = (
+    "test_study_slurm.py",  # ~400 s: a reduced study on Slurm and locally, a time-limit requeue
+    "test_demo.py",  # ~200 s: the reduced demo
+    "test_trainers_nnunet.py",  # ~130 s
+    "test_federated_deployment.py",  # ~110 s: SuperLink + two SuperNodes
+    "test_prediction_e2e.py",  # ~100 s
+    "test_convert_synthetic.py",  # ~75 s
+    "test_planning_in_process.py",  # ~65 s
+    "test_gpu_readiness.py",  # ~30 s
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Collect the longest files first (see LONGEST_FIRST); every other file keeps its place after them."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 def _load_bench(stem: str):
     """Import ``bench/<stem>.py`` (not a package: the benches are scripts) as a module."""
