@@ -18,8 +18,8 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 LONGEST_FIRST = (
     "test_study_slurm.py",  # ~400 s: a reduced study on Slurm and locally, a time-limit requeue
     "test_demo.py",  # ~200 s: the reduced demo
+    "test_federated_deployment.py",  # ~170 s: SuperLink + two SuperNodes, then the simulation engine
     "test_trainers_nnunet.py",  # ~130 s
-    "test_federated_deployment.py",  # ~110 s: SuperLink + two SuperNodes
     "test_prediction_e2e.py",  # ~100 s
     "test_convert_synthetic.py",  # ~75 s
     "test_planning_in_process.py",  # ~65 s
