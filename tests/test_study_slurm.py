@@ -1,6 +1,6 @@
 """`recur study` on a real one-node Slurm cluster (scripts/slurm-local.sh), against the local executor.
 
-A reduced study (2 seeds x 2 methods x 2 epochs, small synthetic cohort) runs once with the local executor and
+A reduced study (1 seed x 2 methods x 2 epochs, small synthetic cohort) runs once with the local executor and
 once on Slurm. On Slurm the driver submits and exits (--no-wait); one AI random training is killed with
 `scancel` as soon as it runs; the driver is run again, re-attaches to the running jobs, resubmits the killed
 one with nnU-Net's `--c`, and the study completes with the same Table 1 as the local run (CPU training is
@@ -88,7 +88,7 @@ nnUNet_preprocessed = "{base / "pre"}"
 nnUNet_results = "{base / name / "nnUNet_results"}"
 [training]
 methods = ["AI random", "AI finetune"]
-seeds = 2
+seeds = 1
 epochs = 2
 device = "cpu"
 [prediction]
