@@ -295,12 +295,16 @@ def merge(records: list[dict]) -> dict:
             f"error: the runs have different budgets {sorted(budgets)}; merge runs of one budget"
         )
     merged = json.loads(json.dumps(records[0]))
-    merged["settings"]["commands"] = [c for r in records for c in r["settings"].get("commands", [])] or [
-        f"bench/federated_compare.py --rounds {r['settings']['rounds']} --local-epochs "
-        f"{r['settings']['local_epochs']} --eval-every {r['settings']['eval_every']} (arms: "
-        + ", ".join(r["curves"])
-        + ")"
+    merged["settings"]["commands"] = [
+        c
         for r in records
+        for c in r["settings"].get("commands")
+        or [
+            f"bench/federated_compare.py --rounds {r['settings']['rounds']} --local-epochs "
+            f"{r['settings']['local_epochs']} --eval-every {r['settings']['eval_every']} (arms: "
+            + ", ".join(r["curves"])
+            + ")"
+        ]
     ]
     merged["settings"]["parallel_runs"] = len(records)
     merged["timings"] = {"setup_s": max(r["timings"].get("setup_s", 0.0) for r in records)}
@@ -398,8 +402,8 @@ def write_outputs(doc: Path, record: dict) -> None:
         "other sessions, no GPU; times are noisy) with "
         + "; ".join(f"`{c}`" for c in s.get("commands", []))
         + (
-            f" ({s['parallel_runs']} processes at once, merged with `--merge`: wall times are inflated by "
-            "the sharing)"
+            f" ({s['parallel_runs']} runs merged with `--merge`; runs that shared the machine at the same "
+            "time have inflated wall times)"
             if s.get("parallel_runs", 1) > 1
             else ""
         )
