@@ -20,6 +20,7 @@ Nothing but the weights, the case counts and the named metrics leaves this modul
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,9 +155,13 @@ def run_round(
     proximal_mu: float = 0.0,
     device: str = "cpu",
     seed: int | None = None,
+    after_epoch: Callable[[int, object], None] | None = None,
 ) -> RoundResult:
     """Validate `weights` on the site's validation cases, then (epochs > 0) train them for `epochs` epochs
-    under `seed` (the round's, :func:`round_seed`; None keeps the trainer's own seed of fold 0)."""
+    under `seed` (the round's, :func:`round_seed`; None keeps the trainer's own seed of fold 0).
+
+    `after_epoch(epoch, network)`, when given, is called after each local epoch with the (unwrapped) torch
+    network; it must not change it (bench/federated_compare.py scores it there for its learning curves)."""
     from nnunet_recur.trainers.checkpoints import unwrap_network
 
     trainer = _trainer(data, work, plans, trainer_name, epochs, proximal_mu, device)
@@ -175,7 +180,7 @@ def run_round(
         train_loss = None
         if epochs > 0:
             handles = _proximal_hooks(trainer, proximal_mu)
-            for _ in range(int(epochs)):
+            for epoch in range(int(epochs)):
                 trainer.on_epoch_start()
                 trainer.on_train_epoch_start()
                 outputs = [
@@ -187,6 +192,8 @@ def run_round(
                     trainer.on_validation_epoch_start()
                     trainer.on_validation_epoch_end(trainer.validate_whole_volumes())
                 trainer.on_epoch_end()
+                if after_epoch is not None:
+                    after_epoch(epoch, unwrap_network(trainer.network))
             train_loss = float(trainer.logger.get_value("train_losses", step=-1))
         local = {
             k: v.detach().cpu().numpy().copy()
