@@ -196,7 +196,7 @@ def main() -> None:
 
     from nnunet_recur.federated import fedavg
     from nnunet_recur.federated import model_folder as models
-    from nnunet_recur.federated.local_training import run_round
+    from nnunet_recur.federated.local_training import round_seed, run_round
 
     root = args.out
     shutil.rmtree(root, ignore_errors=True)
@@ -268,9 +268,10 @@ def main() -> None:
                     r0 = time.time()
                     updates, site_dice = [], {}
                     for site in SITES:
-                        out = run_round(
-                            folders[site], root / "work" / f"fed_{site}", plans, weights, TRAINER, epochs, mu
-                        )
+                        out = run_round(  # the round's seed, as the ClientApp trains (apps._site_round)
+                            folders[site], root / "work" / f"fed_{site}", plans, weights, TRAINER, epochs, mu,
+                            seed=round_seed(0, r),
+                        )  # fmt: skip
                         updates.append(fedavg.SiteUpdate(site, out.weights, out.n_train))
                         site_dice[site] = out.val_dice  # global model r - 1 on the site's test cases
                     weights = fedavg.federated_average(updates, weights)

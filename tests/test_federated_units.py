@@ -283,9 +283,9 @@ def test_initial_weights_from_a_pretrained_checkpoint_must_fit_the_shared_networ
 
 
 def test_every_round_trains_under_its_own_seed(tmp_path):
-    """Regression: every round re-seeded the site's trainer with fold 0's seed, and the trainer's case order and
-    flips are functions of (seed, epoch) with the epoch restarting at each round, so every round replayed the
-    same batches. The server now sends its seed with the round number; the site trains under round_seed."""
+    """Regression: every round re-seeded the site's trainer with fold 0's seed, and the trainer's case order
+    and flips are functions of (seed, epoch) with the epoch restarting at each round, so every round replayed
+    the same batches. The server now sends its seed with the round number; sites train under round_seed."""
     from nnunet_recur.federated.local_training import round_seed
     from nnunet_recur.trainers.sampling import epoch_permutation
 
