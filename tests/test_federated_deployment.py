@@ -192,7 +192,11 @@ def test_the_simulation_engine_gives_the_deployments_round_1_weights(cohort):
     assert process.returncode == 0, output[-4000:]
     assert "ClientAppActor" in output  # the sites ran in Ray actors
     # nothing of the run is left: no process in its group, no new raylet, gcs_server or ray:: worker
-    left = {pid: cmd for pid, (group, cmd) in _processes().items() if group == process.pid}
+    deadline = time.monotonic() + 5  # a process may still be exiting when the command returns
+    while (left := {pid: cmd for pid, (group, cmd) in _processes().items() if group == process.pid}) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
     assert not left, left
     ray_after = {pid: cmd for pid, (_, cmd) in _processes().items() if is_ray_command(cmd)}
     assert not set(ray_after) - ray_before, ray_after

@@ -60,3 +60,25 @@ def test_ray_processes_orphaned_by_a_run_are_ended_before_it_returns():
     finally:
         os.kill(other, signal.SIGKILL)
         os.waitpid(other, 0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="child subreaper: Linux only")
+def test_an_adopted_process_that_exited_is_reaped_not_left_a_zombie():
+    """Regression (fresh-clone CI): a Ray process that exited after the run adopted it stayed a zombie child
+    of the command (its empty command line is not Ray's), and outlived it under an init that does not reap."""
+    with simulation.ray_processes_ended(grace_s=0.2):
+        done = subprocess.run(  # the shell exits at once; its child exits 0.3 s later, adopted by us
+            ["bash", "-c", "(sleep 0.3 </dev/null >/dev/null 2>&1) & echo $!"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        pid = int(done.stdout.strip())
+        deadline = time.monotonic() + 5
+        while (
+            time.monotonic() < deadline
+            and Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
+        ):
+            time.sleep(0.05)
+        assert Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"  # a zombie child of ours
+    assert not Path(f"/proc/{pid}").exists()  # reaped by the clean-up

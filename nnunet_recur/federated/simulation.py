@@ -62,17 +62,19 @@ PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 
 
 def _children() -> dict[int, str]:
-    """This process's child processes and their command lines (Linux /proc)."""
+    """This process's child processes and their command lines (Linux /proc); a zombie's is "<zombie>"."""
     me, found = os.getpid(), {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
-            parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-            if parent == me:
+            state, parent = stat[stat.rindex(")") + 2 :].split()[:2]
+            if int(parent) == me:
                 found[int(entry.name)] = (
-                    (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    "<zombie>"
+                    if state == "Z"
+                    else (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                 )
         except (OSError, ValueError, IndexError):
             continue
@@ -125,7 +127,13 @@ def ray_processes_ended(grace_s: float = 0.5):
         try:
             for _ in range(3):  # a process orphaned while we look is ours a moment later
                 time.sleep(0.5)
-                left = [pid for pid, cmd in _children().items() if pid not in before and is_ray_command(cmd)]
+                # Ray processes we adopted, and zombies: an adopted process that exited is ours to reap
+                # (left unreaped, it outlives this command as a zombie under an init that may not reap)
+                left = [
+                    pid
+                    for pid, cmd in _children().items()
+                    if pid not in before and (is_ray_command(cmd) or cmd == "<zombie>")
+                ]
                 if not left:
                     break
                 _reap(left, grace_s)
