@@ -220,3 +220,30 @@ def test_cpu_jobs_can_run_in_the_driver_while_trainings_go_to_slurm(tmp_path):
     _, all_slurm = st.make_executors(st.ExecutorConfig(kind="slurm"), tmp_path)
     assert isinstance(all_slurm(cpu), SlurmExecutor)
     assert st.ExecutorConfig(kind="slurm").poll_interval() > st.ExecutorConfig().poll_interval()
+
+
+def test_a_finished_job_whose_command_changed_runs_again_with_the_jobs_after_it(tmp_path):
+    """Regression: a rerun skipped every finished job, even one whose command had changed (a newer version
+    of the tool adds an option), so the folder kept its old output beside the new ones of later jobs."""
+    a, b, c = (tmp_path / n for n in ("a.txt", "b.txt", "c.txt"))
+
+    def jobs(a_text: str):
+        return [
+            Job("a", "a", [_py(f"open({str(a)!r}, 'w').write({a_text!r})")], outputs=[a], after=()),
+            Job("b", "b", [_py(f"open({str(b)!r}, 'w').write(open({str(a)!r}).read() + '+b')")],
+                outputs=[b], after=("a",)),
+            Job("c", "c", [_py(f"open({str(c)!r}, 'w').write('c')")], outputs=[c], after=()),
+        ]  # fmt: skip
+
+    _driver(tmp_path / "out", jobs("old")).run()
+    assert b.read_text() == "old+b"
+    stamp = c.stat().st_mtime_ns
+    assert [r.status for r in _driver(tmp_path / "out", jobs("old")).run()] == ["skipped"] * 3  # unchanged
+    driver = _driver(tmp_path / "out", jobs("new"))
+    results = {r.name: r.status for r in driver.run()}
+    assert results == {"a": "done", "b": "done", "c": "skipped"}, results
+    assert a.read_text() == "new" and b.read_text() == "new+b" and c.stat().st_mtime_ns == stamp
+    shown = driver.console.file.getvalue()
+    assert "its command changed since it ran: runs again" in shown and "runs after a" in shown
+    journal = Journal.load(tmp_path / "out")
+    assert journal.entry("a")["restarted_at"] == 1 and journal.failed_attempts("a") == 0

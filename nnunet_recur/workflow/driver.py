@@ -1,12 +1,15 @@
 """The one driver behind `recur demo`, `recur cv` and `recur study run`: submit what is ready, follow it,
 record everything in the journal, and resume from the journal on the next run.
 
-A rerun is a resume: finished jobs (journal says done and their outputs exist) are skipped, jobs still
+A rerun is a resume: finished jobs (journal says done, their outputs exist and the commands they ran are
+still today's) are skipped, jobs still
 queued or running are re-attached (polled by job id), and jobs that failed or were cancelled, pre-empted,
 timed out or lost are resubmitted - a training with nnU-Net's ``--c`` - as long as the job has failed no
 more than ``max_retries`` times. A command that exits with an error stops the driver with the command and
 its log (what the user must fix); an attempt that ended for reasons outside the command (cancelled,
-time-out, pre-emption, node failure) is resubmitted at once.
+time-out, pre-emption, node failure) is resubmitted at once. A finished job whose command is no longer
+today's (another version of this tool, or other options that the folder did not refuse) runs again, and so
+does every job after it: keeping its old outputs would mix two runs in one report.
 
 Every command is printed before it is submitted, shell-quoted, so the output is a tutorial: the same
 commands typed by hand give the same study.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -27,7 +31,7 @@ from rich.text import Text
 
 from nnunet_recur.workflow.executors import Executor, Submission
 from nnunet_recur.workflow.graph import Job, JobGraph, quote_command
-from nnunet_recur.workflow.jobrun import write_json
+from nnunet_recur.workflow.jobrun import with_resume, write_json
 from nnunet_recur.workflow.journal import (
     ACTIVE,
     DONE,
@@ -143,6 +147,12 @@ class Driver:
             entry["title"] = job.title
             if job.progress_dir is not None:
                 entry["progress_dir"] = str(Path(job.progress_dir).resolve())
+        for name, reason in self._commands_changed().items():
+            self.journal.restart(name, reason)
+            self.console.print(
+                Text(f"{self.header(self.graph.by_name[name])} - {reason}: runs again", style="yellow"),
+                soft_wrap=True,
+            )
         done: set[str] = set()
         for job in self.graph.jobs:
             state = self.journal.state(job.name)
@@ -186,6 +196,33 @@ class Driver:
                 )
                 return self.results
             self._wait(active)
+
+    def _commands_changed(self) -> dict[str, str]:
+        """Finished jobs whose recorded commands are not today's, then every finished job after them;
+        name -> why it runs again. nnU-Net's resume flag is not a change (a training's command gains ``--c``
+        once a checkpoint exists, and its retry command has it). A job whose command cannot be built now
+        (a lazy command reading a missing file) keeps its state."""
+        changed: dict[str, str] = {}
+        for job in self.graph.jobs:
+            if self.journal.state(job.name) != DONE:
+                continue
+            ran = next((a for a in reversed(self.journal.attempts(job.name)) if a.get("state") == DONE), None)
+            if ran is None or "commands" not in ran:  # done outside the study: nothing to compare
+                continue
+            try:
+                today = [
+                    _without_resume([quote_command(argv, job.env) for argv in job.resolved_commands(retry)])
+                    for retry in (False, True)
+                ]
+            except (OSError, ValueError, KeyError):
+                continue
+            if _without_resume(ran["commands"]) not in today:
+                changed[job.name] = "its command changed since it ran"
+        for name in list(changed):
+            for after in self.graph.dependents(name):
+                if after not in changed and self.journal.state(after) == DONE:
+                    changed[after] = f"it runs after {name}, whose command changed"
+        return changed
 
     def _wait(self, active: dict[str, dict]) -> None:
         """Sleep one poll interval, showing what runs (elapsed time and the last log line)."""
@@ -425,6 +462,17 @@ class Driver:
 
 # ------------------------------------------------------------------------------------------------
 # Small helpers shared with the CLI
+
+
+def _without_resume(commands: list[str]) -> list[str]:
+    """Shown commands with every nnU-Net training in its resumed form (jobrun.with_resume: ``--c``, no
+    ``-pretrained_weights``), so that a training compares equal to its own continuation."""
+    out = []
+    for command in commands:
+        tokens = shlex.split(command)
+        train = next((i for i, t in enumerate(tokens) if Path(t).name == "nnUNetv2_train"), None)
+        out.append(command if train is None else shlex.join(tokens[:train] + with_resume(tokens[train:])))
+    return out
 
 
 def _last_line(log: Path, max_bytes: int = 4096) -> str:

@@ -97,9 +97,15 @@ class Journal:
         return attempts[-1] if attempts else None
 
     def failed_attempts(self, name: str) -> int:
-        return sum(
-            1 for a in self.attempts(name) if a.get("state") == FAILED or a.get("state") in INFRASTRUCTURE
-        )
+        """Failed attempts since the job last started afresh (:meth:`restart`)."""
+        attempts = self.attempts(name)[self.entry(name).get("restarted_at", 0) :]
+        return sum(1 for a in attempts if a.get("state") == FAILED or a.get("state") in INFRASTRUCTURE)
+
+    def restart(self, name: str, note: str) -> None:
+        """Run a finished job again from scratch: pending, and its earlier failures no longer count (so
+        neither the retry limit nor a retry command such as nnU-Net's ``--c`` applies)."""
+        entry = self.entry(name)
+        entry.update(state=PENDING, note=note, restarted_at=len(entry["attempts"]))
 
     def set_state(self, name: str, state: str, **fields) -> None:
         entry = self.entry(name)
